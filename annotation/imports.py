@@ -1,0 +1,299 @@
+"""Import prompts from JSONL or CSV files (and from API records): all or nothing, streaming.
+
+A record is ``{"prompt": ...}``, ``{"text": ...}`` or ``{"messages": [...]}`` (OpenAI style), with an
+optional ``metadata`` object, an optional ``answer`` (stored as an approved demonstration by the
+importer) and optional ``completions`` (a list of texts, stored for ranking). CSV files carry the same
+fields as columns; ``metadata``, ``messages`` and ``completions`` cells hold JSON.
+
+The file is read line by line and never held in memory. Valid rows are written in chunks of 1000
+inside one transaction; the first problem stops the writing, the rest of the file is still checked
+so every problem is reported with its line and field, then the transaction rolls back and nothing is
+written. A prompt already in the project, or repeated in the file, is a duplicate: reported with its
+line and skipped, not an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from typing import IO
+
+from django.db import IntegrityError, transaction
+
+from annotation.errors import AnnotationError
+from annotation.models import Completion, Demonstration, Project, Prompt, PromptSource, ReviewState
+from annotation.prompt_text import PromptFormatError, normalized_hash, to_messages
+
+CHUNK = 1000
+MAX_PROBLEMS_LISTED = 200
+_FIELD_MESSAGE = re.compile(r"^field '([^']+)' (.*)$")
+_JSON_CELLS = ("metadata", "messages", "completions")
+
+
+@dataclass
+class ImportReport:
+    """``created`` prompts written; ``duplicates`` as (line, reason); ``lines`` records read."""
+
+    created: int
+    duplicates: list[tuple[int, str]] = field(default_factory=list)
+    lines: int = 0
+
+
+class ImportFailed(AnnotationError):
+    """The file (or request) had problems; nothing was written. ``problems`` lists each one by line."""
+
+    def __init__(self, problems: list[str], count: int | None = None):
+        self.problems = problems
+        count = count or len(problems)
+        super().__init__(
+            f"nothing was imported: {count} problem{'s' if count != 1 else ''} to fix first" if problems
+            else "nothing was imported"
+        )
+
+
+@dataclass
+class _Row:
+    line: int
+    prompt: Prompt
+    answer: str | None
+    completions: list[str]
+
+
+class _Importer:
+    """Validates records one at a time and writes them in chunks while the file is still clean."""
+
+    def __init__(self, project: Project, user, progress: Callable[[int], None] | None):
+        self.project, self.user, self.progress = project, user, progress
+        self.pending: list[_Row] = []
+        self.first_line_of: dict[str, int] = {}
+        self.problems: list[str] = []
+        self.problem_count = 0
+        self.report = ImportReport(created=0)
+
+    def problem(self, line: int, message: str, field_name: str | None = None) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS_LISTED:
+            where = f"line {line}, field '{field_name}'" if field_name else f"line {line}"
+            self.problems.append(f"{where}: {message}")
+
+    def tick(self, line: int) -> None:
+        if self.progress is not None and line % CHUNK == 0:
+            self.progress(line)
+
+    def add(self, line: int, record) -> None:
+        self.report.lines += 1
+        if not isinstance(record, dict):
+            self.problem(line, "must be an object with a 'prompt', 'text' or 'messages' field")
+            return
+        ok = True
+        try:
+            messages = to_messages(record)
+        except PromptFormatError as exc:
+            match = _FIELD_MESSAGE.match(str(exc))
+            if match:
+                self.problem(line, match.group(2), match.group(1))
+            else:
+                self.problem(line, str(exc))
+            ok = False
+        metadata = record.get("metadata")
+        if metadata in (None, ""):
+            metadata = {}
+        elif not isinstance(metadata, dict):
+            self.problem(line, "must be an object", "metadata")
+            ok = False
+        answer = record.get("answer")
+        if answer in (None, ""):
+            answer = None
+        elif not isinstance(answer, str) or not answer.strip():
+            self.problem(line, "must be non-empty text", "answer")
+            ok = False
+        completions = record.get("completions")
+        if completions in (None, ""):
+            completions = []
+        elif not isinstance(completions, list) or not all(isinstance(c, str) and c.strip() for c in completions):
+            self.problem(line, "must be a list of non-empty texts", "completions")
+            ok = False
+        if not ok:
+            return
+        digest = normalized_hash(messages)
+        first = self.first_line_of.get(digest)
+        if first is not None:
+            self.report.duplicates.append((line, f"same prompt as line {first}"))
+            return
+        self.first_line_of[digest] = line
+        prompt = Prompt(project=self.project, messages=messages, normalized_hash=digest, metadata=metadata,
+                        source=PromptSource.IMPORT, created_by=self.user)
+        self.pending.append(_Row(line, prompt, answer, completions))
+        if len(self.pending) >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending rows, unless a problem was found (then the transaction rolls back anyway)."""
+        rows, self.pending = self.pending, []
+        if self.problem_count or not rows:
+            return
+        existing = set(
+            Prompt.objects.filter(project=self.project, normalized_hash__in=[r.prompt.normalized_hash for r in rows])
+            .values_list("normalized_hash", flat=True)
+        )
+        fresh = []
+        for row in rows:
+            if row.prompt.normalized_hash in existing:
+                self.report.duplicates.append((row.line, "already in the project"))
+            else:
+                fresh.append(row)
+        try:
+            Prompt.objects.bulk_create([r.prompt for r in fresh])
+        except IntegrityError as exc:
+            raise AnnotationError("another import added the same prompts at the same time; try again") from exc
+        Demonstration.objects.bulk_create(
+            Demonstration(prompt=r.prompt, author=self.user, content=r.answer.strip(),
+                          review_state=ReviewState.APPROVED, needs_review=False)
+            for r in fresh if r.answer
+        )
+        Completion.objects.bulk_create(
+            Completion(prompt=r.prompt, text=text) for r in fresh for text in r.completions
+        )
+        self.report.created += len(fresh)
+
+    def finish(self) -> ImportReport:
+        self.flush()
+        if self.problem_count:
+            problems = list(self.problems)
+            if self.problem_count > len(problems):
+                problems.append(f"... and {self.problem_count - len(problems)} more problems")
+            raise ImportFailed(problems, self.problem_count)
+        if self.report.lines == 0:
+            raise ImportFailed(["the file holds no prompts"])
+        self.report.duplicates.sort()
+        return self.report
+
+
+def _numbered(stream: Iterable[bytes]) -> Iterator[tuple[int, int, bytes]]:
+    """(line number from 1, byte offset of the line, raw bytes) for each line of a binary stream."""
+    offset = 0
+    for number, raw in enumerate(stream, 1):
+        yield number, offset, raw
+        offset += len(raw)
+
+
+def _decode(importer: _Importer, number: int, offset: int, raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        importer.problem(number, f"not valid UTF-8 (byte {offset + exc.start} of the file); save the file as UTF-8")
+        text = raw.decode("utf-8", errors="replace")
+    return text.removeprefix("\ufeff") if number == 1 else text
+
+
+def _jsonl(importer: _Importer, lines: Iterator[tuple[int, int, bytes]]) -> None:
+    for number, offset, raw in lines:
+        importer.tick(number)
+        before = importer.problem_count
+        text = _decode(importer, number, offset, raw).strip()
+        if not text:
+            continue
+        if importer.problem_count > before:
+            importer.report.lines += 1
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            importer.report.lines += 1
+            importer.problem(number, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        importer.add(number, record)
+
+
+def _csv(importer: _Importer, lines: Iterator[tuple[int, int, bytes]], delimiter: str) -> None:
+    def text_lines() -> Iterator[str]:
+        for number, offset, raw in lines:
+            importer.tick(number)
+            yield _decode(importer, number, offset, raw)
+
+    reader = csv.reader(text_lines(), delimiter=delimiter)
+    try:
+        header = [name.strip().lower() for name in next(reader, [])]
+        if not {"prompt", "text", "messages"} & set(header):
+            importer.problem(1, "the CSV header needs a 'prompt', 'text' or 'messages' column")
+            return
+        start = reader.line_num + 1
+        for cells in reader:
+            line, start = start, reader.line_num + 1
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) != len(header):
+                importer.report.lines += 1
+                importer.problem(line, f"has {len(cells)} cells but the header has {len(header)}")
+                continue
+            record = _csv_record(importer, line, dict(zip(header, cells, strict=True)))
+            if record is None:
+                importer.report.lines += 1
+            else:
+                importer.add(line, record)
+    except csv.Error as exc:
+        importer.problem(reader.line_num, f"the CSV cannot be read further ({exc})")
+
+
+def _csv_record(importer: _Importer, line: int, row: dict[str, str]) -> dict | None:
+    record: dict = {}
+    ok = True
+    for name, value in row.items():
+        if not value.strip():
+            continue
+        if name in _JSON_CELLS:
+            try:
+                record[name] = json.loads(value)
+            except json.JSONDecodeError:
+                importer.problem(line, "must be JSON", name)
+                ok = False
+        else:
+            record[name] = value
+    return record if ok else None
+
+
+def _format(filename: str, first_line: bytes) -> str:
+    suffix = filename.lower().rsplit(".", 1)[-1] if "." in filename else ""
+    if suffix in ("jsonl", "ndjson", "json"):
+        return "jsonl"
+    if suffix in ("csv", "tsv"):
+        return suffix
+    return "jsonl" if first_line.lstrip(b"\xef\xbb\xbf \t").startswith((b"{", b"[")) else "csv"
+
+
+def prompts_import(*, project: Project, stream: IO[bytes], filename: str, user,
+                   progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Import a JSONL or CSV upload in one transaction; raises ``ImportFailed`` listing every problem."""
+    lines = _numbered(stream)
+    first = next(lines, None)
+    if first is None:
+        raise ImportFailed(["the file is empty"])
+    kind = _format(filename or "", first[2])
+    if kind == "jsonl" and first[2].lstrip(b"\xef\xbb\xbf \t").startswith(b"["):
+        raise ImportFailed(["line 1: a JSON array is not JSON Lines; put one object per line"])
+    lines = chain([first], lines)
+    importer = _Importer(project, user, progress)
+    with transaction.atomic():
+        if kind == "jsonl":
+            _jsonl(importer, lines)
+        else:
+            _csv(importer, lines, "\t" if kind == "tsv" else ",")
+        report = importer.finish()
+    if progress is not None:
+        progress(report.lines)
+    return report
+
+
+def prompts_import_records(*, project: Project, records: list[dict], user) -> ImportReport:
+    """The API's import: the same rules as a file, ``line`` being the record's position from 1."""
+    if not isinstance(records, list):
+        raise ImportFailed(["records must be a list of objects"])
+    importer = _Importer(project, user, None)
+    with transaction.atomic():
+        for index, record in enumerate(records, 1):
+            importer.add(index, record)
+        return importer.finish()

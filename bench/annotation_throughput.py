@@ -1,0 +1,270 @@
+"""Annotation throughput: next-task + submit through our REST API, against a bare ORM insert.
+
+For N prompts, simulated labelers (distinct users, token auth, no think time) take turns calling
+``GET /api/projects/<slug>/tasks/next/`` then ``POST .../tasks/<id>/demonstration/`` through DRF's
+test client (the whole Django/DRF stack, no socket). Peers in the same run, on the same database:
+
+- ``service``: ``task_next`` + ``demonstration_submit`` called directly (the queue's own cost:
+  expiry sweep, candidate query under ``select_for_update(skip_locked)``, slot recount, idempotent
+  insert, review sampling), no HTTP layer;
+- ``bare``: ``Demonstration.objects.create`` per item, the least any label store can do.
+
+Prints p50/p99 per call, labels/s and the ratios. Label Studio or Argilla are not installable here,
+so the bare insert is the floor we compare against. Runs on the embedded SQLite database in a
+throwaway data dir unless ``DATABASE_URL`` points elsewhere.
+
+With ``--concurrent N`` it also runs N labelers at once, each a thread with its own HTTP client, against
+an in-process live server (or ``--url`` of a running server on the same ``DATABASE_URL``, e.g.
+PostgreSQL) for up to ``--seconds``, and reports latency, labels/s, overlaps and lost submissions.
+
+Run: .venv/bin/python bench/annotation_throughput.py [--items 300] [--labelers 4] [--labels-per-item 1]
+     [--concurrent 20 --seconds 20 [--url http://127.0.0.1:PORT]]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TUNELOOP_EMBEDDED", "1")
+os.environ.setdefault("TUNELOOP_DATA_DIR", tempfile.mkdtemp(prefix="tuneloop-bench-"))
+os.environ.setdefault("TUNELOOP_API_RATE", "1000000/min")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+
+import django
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
+
+from annotation.models import Demonstration, Prompt, Role  # noqa: E402
+from annotation.prompt_text import normalized_hash  # noqa: E402
+from annotation.queue import demonstration_submit, task_next  # noqa: E402
+from annotation.services import membership_set, project_create  # noqa: E402
+
+
+def percentiles(ms: list[float]) -> tuple[float, float]:
+    ordered = sorted(ms)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def make_project(slug: str, items: int, labelers: int, labels_per_item: int):
+    User = get_user_model()
+    manager = User.objects.create_user(f"{slug}-manager")
+    project = project_create(name=slug, slug=slug, created_by=manager, labels_per_item=labels_per_item,
+                             review_rate=0.2)
+    users = []
+    for i in range(labelers):
+        user = User.objects.create_user(f"{slug}-labeler{i}")
+        membership_set(project=project, user=user, role=Role.LABELER)
+        users.append(user)
+    prompts = []
+    for i in range(items):
+        messages = [{"role": "user", "content": f"{slug} question {i}: explain something"}]
+        prompts.append(Prompt(project=project, messages=messages, normalized_hash=normalized_hash(messages)))
+    Prompt.objects.bulk_create(prompts)
+    return project, users
+
+
+def run_api(items: int, labelers: int, labels_per_item: int) -> dict:
+    project, users = make_project("api", items, labelers, labels_per_item)
+    clients = []
+    for user in users:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        clients.append(client)
+    base = f"/api/projects/{project.slug}"
+    next_ms, submit_ms, done = [], [], 0
+    active = list(range(labelers))
+    start = time.perf_counter()
+    while active:
+        for i in list(active):
+            t0 = time.perf_counter()
+            response = clients[i].get(f"{base}/tasks/next/?kind=demonstration")
+            next_ms.append((time.perf_counter() - t0) * 1000)
+            if response.status_code == 204:
+                active.remove(i)
+                continue
+            assert response.status_code == 200, response.content
+            task_id = response.json()["id"]
+            t0 = time.perf_counter()
+            submitted = clients[i].post(f"{base}/tasks/{task_id}/demonstration/", {"content": "An answer."},
+                                        format="json")
+            submit_ms.append((time.perf_counter() - t0) * 1000)
+            assert submitted.status_code == 201, submitted.content
+            done += 1
+    elapsed = time.perf_counter() - start
+    return {"next": next_ms, "submit": submit_ms, "done": done, "seconds": elapsed, "project": project}
+
+
+def run_service(items: int, labelers: int, labels_per_item: int) -> dict:
+    project, users = make_project("svc", items, labelers, labels_per_item)
+    next_ms, submit_ms, done = [], [], 0
+    active = list(users)
+    start = time.perf_counter()
+    while active:
+        for user in list(active):
+            t0 = time.perf_counter()
+            task = task_next(project=project, user=user, kind="demonstration")
+            next_ms.append((time.perf_counter() - t0) * 1000)
+            if task is None:
+                active.remove(user)
+                continue
+            t0 = time.perf_counter()
+            demonstration_submit(assignment=task, user=user, content="An answer.")
+            submit_ms.append((time.perf_counter() - t0) * 1000)
+            done += 1
+    return {"next": next_ms, "submit": submit_ms, "done": done, "seconds": time.perf_counter() - start,
+            "project": project}
+
+
+def run_bare(items: int) -> dict:
+    project, users = make_project("bare", items, 1, 1)
+    create_ms = []
+    start = time.perf_counter()
+    for prompt in Prompt.objects.filter(project=project):
+        t0 = time.perf_counter()
+        Demonstration.objects.create(prompt=prompt, author=users[0], content="An answer.")
+        create_ms.append((time.perf_counter() - t0) * 1000)
+    return {"create": create_ms, "done": len(create_ms), "seconds": time.perf_counter() - start}
+
+
+def check(result: dict, labels_per_item: int, items: int) -> str:
+    """Overlaps (an item labelled more than labels_per_item times, or twice by one labeler), lost submissions
+    (acknowledged with 201 but not in the database) and, when the queue was drained, unfilled slots."""
+    per_prompt = {}
+    for prompt_id, author_id in Demonstration.objects.filter(prompt__project=result["project"]).values_list(
+            "prompt_id", "author_id"):
+        per_prompt.setdefault(prompt_id, []).append(author_id)
+    overlaps = sum(max(0, len(a) - labels_per_item) + len(a) - len(set(a)) for a in per_prompt.values())
+    lost = result["done"] - sum(len(a) for a in per_prompt.values())
+    line = f"overlaps={overlaps} lost_submissions={lost}"
+    if result.get("drained", True):
+        unfilled = sum(labels_per_item - len(a) for a in per_prompt.values()) + labels_per_item * (
+            items - len(per_prompt))
+        line += f" unfilled_slots={unfilled}"
+    return line
+
+
+def run_concurrent(items: int, labelers: int, labels_per_item: int, seconds: float, url: str | None) -> dict:
+    """``labelers`` threads, each a distinct user with its own HTTP client, next+submit with no think time."""
+    import threading
+
+    import httpx
+
+    project, users = make_project("http", items, labelers, labels_per_item)
+    server = None
+    if url is None:
+        from django.conf import settings
+        from django.test.testcases import LiveServerThread, _StaticFilesHandler
+
+        settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1"]
+        server = LiveServerThread("127.0.0.1", _StaticFilesHandler, port=0)
+        server.daemon = True
+        server.start()
+        server.is_ready.wait()
+        if server.error:
+            raise server.error
+        url = f"http://127.0.0.1:{server.port}"
+    tokens = [Token.objects.create(user=user).key for user in users]
+    base = f"{url}/api/projects/{project.slug}"
+    next_ms, submit_ms, errors, done = [], [], [], [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+    drained = [0]
+
+    def labeler(token: str) -> None:
+        with httpx.Client(headers={"Authorization": f"Token {token}"}, timeout=30) as client:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                response = client.get(f"{base}/tasks/next/?kind=demonstration")
+                took = (time.perf_counter() - t0) * 1000
+                if response.status_code == 204:
+                    with lock:
+                        next_ms.append(took)
+                        drained[0] += 1
+                    return
+                if response.status_code != 200:
+                    errors.append(f"next {response.status_code}")
+                    continue
+                task_id = response.json()["id"]
+                t0 = time.perf_counter()
+                submitted = client.post(f"{base}/tasks/{task_id}/demonstration/", json={"content": "An answer."})
+                with lock:
+                    next_ms.append(took)
+                    submit_ms.append((time.perf_counter() - t0) * 1000)
+                    if submitted.status_code == 201:
+                        done[0] += 1
+                    else:
+                        errors.append(f"submit {submitted.status_code}")
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=labeler, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if server is not None:
+        server.terminate()
+    return {"next": next_ms, "submit": submit_ms, "done": done[0], "seconds": elapsed, "project": project,
+            "errors": errors, "drained": drained[0] == labelers}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=300)
+    parser.add_argument("--labelers", type=int, default=4)
+    parser.add_argument("--labels-per-item", type=int, default=1)
+    parser.add_argument("--concurrent", type=int, default=0,
+                        help="also run this many labelers at once over HTTP (threads, a live server)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long the concurrent run lasts at most")
+    parser.add_argument("--url", default=None,
+                        help="a running server on the same DATABASE_URL (default: an in-process live server)")
+    args = parser.parse_args()
+    setup_test_environment()
+    call_command("migrate", verbosity=0)
+    from django.db import connection
+
+    print(f"database={connection.vendor} items={args.items} labelers={args.labelers} "
+          f"labels_per_item={args.labels_per_item}")
+    api = run_api(args.items, args.labelers, args.labels_per_item)
+    service = run_service(args.items, args.labelers, args.labels_per_item)
+    bare = run_bare(args.items * args.labels_per_item)
+
+    rows = [("api next-task", api["next"]), ("api submit", api["submit"]),
+            ("service task_next", service["next"]), ("service submit", service["submit"]),
+            ("bare ORM insert", bare["create"])]
+    for name, ms in rows:
+        p50, p99 = percentiles(ms)
+        print(f"{name:<20} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  (n={len(ms)})")
+    for name, result in (("api", api), ("service", service), ("bare", bare)):
+        print(f"{name:<8} {result['done'] / result['seconds']:8.1f} labels/s")
+    print(f"api      {check(api, args.labels_per_item, args.items)}")
+    print(f"service  {check(service, args.labels_per_item, args.items)}")
+    if args.concurrent:
+        http = run_concurrent(args.items, args.concurrent, args.labels_per_item, args.seconds, args.url)
+        for name, ms in (("http next-task", http["next"]), ("http submit", http["submit"])):
+            p50, p99 = percentiles(ms)
+            print(f"{name:<20} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  (n={len(ms)}, {args.concurrent} labelers)")
+        print(f"http     {http['done'] / http['seconds']:8.1f} labels/s  errors={len(http['errors'])} "
+              f"{sorted(set(http['errors']))[:5]}")
+        print(f"http     {check(http, args.labels_per_item, args.items)}")
+    bare_p50 = percentiles(bare["create"])[0]
+    api_pair = percentiles(api["next"])[0] + percentiles(api["submit"])[0]
+    service_pair = percentiles(service["next"])[0] + percentiles(service["submit"])[0]
+    print(f"ratio api (next+submit p50) / bare insert p50 = {api_pair / bare_p50:.1f}x")
+    print(f"ratio service (next+submit p50) / bare insert p50 = {service_pair / bare_p50:.1f}x")
+    print(f"ratio labels/s bare / api = {bare['done'] / bare['seconds'] / (api['done'] / api['seconds']):.1f}x")
+
+
+if __name__ == "__main__":
+    main()

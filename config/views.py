@@ -1,0 +1,24 @@
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import render
+
+from annotation.markdown import render_markdown
+from annotation.selectors import EVERYONE, project_for_user, projects_for_user
+
+
+@login_required
+def home(request):
+    """The landing page: the projects the user belongs to, with their role in each."""
+    return render(request, "home.html", {"memberships": projects_for_user(request.user)})
+
+
+@login_required
+def loop_report(request, slug):
+    """The demo loop's report for a project the user belongs to (written by ``manage.py demo_loop``)."""
+    from config.demo_loop.report import report_path
+
+    project = project_for_user(request.user, slug, EVERYONE)
+    path = report_path(project.slug)
+    if not path.is_file():
+        raise Http404("no loop report for this project yet")
+    return render(request, "report.html", {"project": project, "body": render_markdown(path.read_text())})

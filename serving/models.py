@@ -1,0 +1,163 @@
+"""Deployments, conversations, moderation events, feedback and API keys."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Deployment(models.Model):
+    """A policy version (and optionally a moderation version) promoted to a project's chat.
+
+    At most one deployment per project is active; earlier ones stay for rollback.
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="deployments")
+    policy = models.ForeignKey("training.ModelVersion", on_delete=models.PROTECT, related_name="deployments")
+    moderation = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    is_active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(is_active=True), name="deployment_one_active_per_project"
+            ),
+        ]
+
+
+class ConversationSource(models.TextChoices):
+    CHAT = "chat", "Chat page"
+    API = "api", "OpenAI-compatible API"
+
+
+class Conversation(models.Model):
+    Source = ConversationSource
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.CHAT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class MessageRole(models.TextChoices):
+    SYSTEM = "system", "System"
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class Message(models.Model):
+    Role = MessageRole
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField()
+    deployment = models.ForeignKey(Deployment, null=True, blank=True, on_delete=models.SET_NULL)
+    model_version = models.ForeignKey(
+        "training.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    is_template = models.BooleanField(default=False, help_text="A template answer replaced the model's.")
+    model_text = models.TextField(blank=True, help_text="The model's own answer when a template replaced it.")
+    superseded = models.BooleanField(default=False, help_text="Regenerated: a newer answer took its place.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=Q(role__in=MessageRole.values), name="message_role_valid")]
+
+
+class ModerationEvent(models.Model):
+    class Direction(models.TextChoices):
+        INPUT = "input", "User input"
+        OUTPUT = "output", "Model output"
+
+    class Review(models.TextChoices):
+        OPEN = "open", "Open"
+        CONFIRMED = "confirmed", "Confirmed"
+        DISMISSED = "dismissed", "False positive"
+
+    project = models.ForeignKey("annotation.Project", null=True, blank=True, on_delete=models.CASCADE)
+    conversation = models.ForeignKey(Conversation, null=True, blank=True, on_delete=models.SET_NULL)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL)
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    text = models.TextField()
+    categories = models.JSONField(default=list, help_text="Names of the flagged categories.")
+    scores = models.JSONField(default=dict)
+    failed_closed = models.BooleanField(default=False, help_text="The classifier errored or timed out.")
+    error = models.TextField(blank=True)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    review = models.CharField(max_length=16, choices=Review.choices, default=Review.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class FeedbackKind(models.TextChoices):
+    THUMBS_UP = "up", "Thumbs up"
+    THUMBS_DOWN = "down", "Thumbs down"
+    REPORT = "report", "Report"
+
+
+class Feedback(models.Model):
+    Kind = FeedbackKind
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    comment = models.TextField(blank=True)
+    handled = models.BooleanField(default=False, help_text="Turned into a prompt or dismissed by a manager.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user", "kind"], name="feedback_once_per_kind"),
+            models.CheckConstraint(condition=Q(kind__in=FeedbackKind.values), name="feedback_kind_valid"),
+        ]
+
+
+class TemplateResponse(models.Model):
+    """The answer shown instead of a flagged one; ``project`` null is the site-wide default."""
+
+    project = models.ForeignKey("annotation.Project", null=True, blank=True, on_delete=models.CASCADE)
+    category = models.CharField(max_length=64, help_text="A moderation category, or `default`.")
+    text = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "category"], name="template_once_per_category"),
+        ]
+
+
+class ApiKey(models.Model):
+    """A user's key for the OpenAI-compatible API; only its sha256 is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+
+class ServingSettings(models.Model):
+    """Per project: how chat traffic flows back, and the project's own moderation categories."""
+
+    project = models.OneToOneField("annotation.Project", on_delete=models.CASCADE, related_name="serving_settings")
+    feedback_to_prompts = models.BooleanField(
+        default=True, help_text="A thumbs-down or report turns its conversation into a new prompt at once."
+    )
+    custom_categories = models.JSONField(
+        default=dict, blank=True,
+        help_text='Extra moderation categories: {"name": ["keyword", "re:regex", ...]}.',
+    )

@@ -1,0 +1,92 @@
+"""The cast of every test: alice the manager, bob and charlie the labelers, dave the reviewer,
+a project they share, eve from another project, and a tiny model that loads in milliseconds."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from django.conf import settings
+
+from tests.workers import celery_worker  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def make_user(django_user_model):
+    def make(username: str, **extra):
+        return django_user_model.objects.create_user(username=username, password="pw-" + username, **extra)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def charlie(make_user):
+    return make_user("charlie")
+
+
+@pytest.fixture
+def dave(make_user):
+    return make_user("dave")
+
+
+@pytest.fixture
+def eve(make_user):
+    """A manager of another project: must never see anything of ``project``."""
+    return make_user("eve")
+
+
+@pytest.fixture
+def project(alice, bob, charlie, dave):
+    from annotation.models import Role
+    from annotation.services import membership_set, project_create
+
+    project = project_create(name="Assistant", created_by=alice, completions_per_prompt=4, labels_per_item=1)
+    membership_set(project=project, user=bob, role=Role.LABELER)
+    membership_set(project=project, user=charlie, role=Role.LABELER)
+    membership_set(project=project, user=dave, role=Role.REVIEWER)
+    return project
+
+
+@pytest.fixture
+def other_project(eve):
+    from annotation.services import project_create
+
+    return project_create(name="Other", created_by=eve)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny Llama causal LM + ChatML tokenizer folder, built once per session."""
+    from training.tiny import build_tiny_causal_lm
+
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def tiny_version(db, tiny_model_dir, project):
+    """The tiny model registered as a policy version of ``project`` in the model store."""
+    from training.models import VersionKind
+    from training.registry import model_version_register, version_dir
+
+    folder = version_dir(f"{project.slug}-tiny")
+    if not folder.exists():
+        shutil.copytree(tiny_model_dir, folder)
+    return model_version_register(name=folder.name, kind=VersionKind.POLICY, folder=folder, project=project)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_model_store(tmp_path, monkeypatch):
+    """Each test gets its own model store and runs folder; the settings object is shared."""
+    (tmp_path / "models").mkdir()
+    monkeypatch.setattr(settings, "MODEL_STORE_DIR", tmp_path / "models")
+    monkeypatch.setattr(settings, "RUNS_DIR", tmp_path / "runs")

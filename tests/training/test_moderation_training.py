@@ -1,0 +1,115 @@
+"""The moderation training stage learns a category from labelled rows and writes a folder the server loads."""
+
+import json
+import random
+
+import pytest
+
+from serving.moderation import load_moderator
+from training.errors import TrainingError
+from training.moderation import ModerationTrainConfig, split_rows, train_moderation
+from training.reporting import ListReporter
+
+SPAM = ["buy cheap {item} now at {site}", "click {site} to win a free {item}", "limited offer: {item} 90% off at {site}",
+        "earn money fast, visit {site} today", "hot deal on {item}, order at {site}", "you won a {item}! claim it on {site}"]
+BENIGN = ["can you help me fix my {item}", "what is the history of the {item}", "my friend gave me a {item} yesterday",
+          "how do i clean a {item}", "is a {item} a good gift for my dad", "i read an article about the {item} on the bus",
+          "where did i leave my {item}", "compare two brands of {item} for me"]
+ITEMS = ["watch", "bicycle", "phone", "laptop", "camera", "guitar", "lamp", "backpack", "printer", "kettle"]
+SITES = ["bestdeals.example", "win-big.example", "cheap-stuff.example", "prizes.example"]
+
+
+def synthetic(path, *, category="spam", n=160, seed=0):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        harmful = i % 4 == 0
+        template = rng.choice(SPAM if harmful else BENIGN)
+        text = template.format(item=rng.choice(ITEMS), site=rng.choice(SITES))
+        rows.append({"text": text, "categories": [category] if harmful else []})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def config():
+    return ModerationTrainConfig(epochs=30, n_features=4096, dropout_copies=1, eval_fraction=0.25)
+
+
+def test_training_learns_a_category_and_the_folder_flags_it(tmp_path, config):
+    reporter = ListReporter()
+    result = train_moderation(synthetic(tmp_path / "data.jsonl"), tmp_path / "model", config, reporter)
+
+    # a quarter of the rows are spam: always answering "spam" would score F1 0.4
+    assert result["per_category"]["spam"]["f1"] >= 0.8
+    assert result["per_category"]["spam"]["support"] > 0
+    assert result["rows_eval"] > 0 and result["categories"][-1] == "spam"
+    losses = [m["loss"] for m in reporter.metrics]
+    assert losses[-1] < losses[0]
+    assert reporter.steps[-1] == (result["steps"], result["steps"])
+
+    moderator = load_moderator(tmp_path / "model", timeout_ms=2000)
+    assert "spam" in moderator.categories
+    flagged = moderator.check("Claim your free laptop today at prizes.example, limited offer!")
+    assert flagged.flagged and flagged.categories["spam"]
+    assert not moderator.check("how do i clean a guitar").flagged
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert not list((tmp_path / "model").glob("*.pt")) and not list((tmp_path / "model").glob("*.pkl"))
+
+
+def test_base_folder_rows_are_merged_and_both_categories_learned(tmp_path, config):
+    base = tmp_path / "base"
+    train_moderation(synthetic(tmp_path / "spam.jsonl"), base, config)
+    rows = [{"text": f"i will {verb} the {item} owner tonight", "categories": ["threat"]}
+            for verb in ("hurt", "attack", "beat up", "punch") for item in ITEMS]
+    (tmp_path / "threat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    result = train_moderation(tmp_path / "threat.jsonl", tmp_path / "next", config, base_dir=base)
+
+    base_texts = {json.loads(line)["text"] for line in (tmp_path / "spam.jsonl").read_text().splitlines()}
+    assert result["rows"] == len(base_texts) + len(rows)  # duplicates of a text count once
+    assert {"spam", "threat"} <= set(result["categories"])
+    moderator = load_moderator(tmp_path / "next", timeout_ms=2000)
+    assert moderator.check("i will punch the camera owner tonight").categories["threat"]
+    assert moderator.check("buy cheap phone now at bestdeals.example").categories["spam"]
+
+
+def test_a_newer_label_for_the_same_text_wins(tmp_path, config):
+    base = tmp_path / "base"
+    data = synthetic(tmp_path / "data.jsonl")
+    train_moderation(data, base, config)
+    first = json.loads(data.read_text().splitlines()[0])
+    (tmp_path / "review.jsonl").write_text(json.dumps({"text": first["text"], "categories": []}) + "\n")
+    train_moderation(tmp_path / "review.jsonl", tmp_path / "next", config, base_dir=base)
+    merged = [json.loads(line) for line in (tmp_path / "next" / "data.jsonl").read_text().splitlines()]
+    assert [r["categories"] for r in merged if r["text"] == first["text"]] == [[]]
+
+
+def test_rows_of_one_group_stay_on_one_side_of_the_split():
+    rows = [{"text": f"t{i}", "categories": ["x"] if i % 2 else [], "group": f"g{i // 4}"} for i in range(80)]
+    train, held = split_rows(rows, 0.25, seed=0)
+    assert held and not {r["group"] for r in train} & {r["group"] for r in held}
+
+
+def test_bad_inputs_fail_with_a_training_error(tmp_path, config):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(TrainingError, match="needs labelled texts"):
+        train_moderation(empty, tmp_path / "out", config)
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(TrainingError, match="not a moderation model"):
+        train_moderation(synthetic(tmp_path / "d.jsonl"), tmp_path / "out", config, base_dir=policy)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "x"}) + "\n")
+    with pytest.raises(TrainingError, match="line 1"):
+        train_moderation(bad, tmp_path / "out", config)
+
+
+def test_the_run_form_builds_the_stage_config():
+    from training.models import RunKind
+    from training.stage_configs import config_build, config_defaults
+
+    assert config_defaults(RunKind.MODERATION)["epochs"] == ModerationTrainConfig().epochs
+    assert config_build(RunKind.MODERATION, {"epochs": 3}).epochs == 3

@@ -1,0 +1,382 @@
+"""The reward model: one scalar score per (prompt, answer), trained on full rankings (InstructGPT).
+
+A ranking of K completions is one batch element: each completion is encoded once, giving K scores,
+and the loss is -mean log sigmoid(r_better - r_worse) over all C(K,2) pairs of that ranking with
+different ranks (``grouped_ranking_loss``; ties are skipped, an all-ties ranking adds nothing).
+TRL's ``RewardTrainer`` takes the same rankings as C(K,2) separate (chosen, rejected) pairs and
+runs 2*C(K,2) sequences through the model instead of K (``bench/reward_throughput.py`` measures
+both), and it drops over-long pairs, where we truncate and count (``reward_data``).
+
+The model is ``AutoModelForSequenceClassification`` with ``num_labels=1`` initialised from a causal
+LM folder (the head is new) and ``pad_token_id`` set in its config, saved with its tokenizer so
+``load_reward_model`` / PPO / the demo's win-rate open it with ``from_pretrained``. The score is read
+at the last non-pad position of the right-padded sequence; we gather it from the attention mask
+ourselves (``sequence_scores``), which equals transformers' pooling whenever the pad token does not
+occur inside a sequence and stays right when it does (pad = eos).
+
+The held-out split is by prompt; pairwise accuracy (ties excluded, a tied score counts as wrong)
+is measured before training and after every epoch. Under ``torchrun`` each rank takes every
+``world_size``-th ranking of the global batch and gradients are averaged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from training.distributed import all_reduce_sum, average_gradients, barrier, world
+from training.reporting import NullReporter, Reporter, TrainingDiverged
+from training.reward_data import (
+    collate,
+    count_pairs,
+    encode_pair_texts,
+    encode_rankings,
+    ensure_chat_template,
+    ensure_pad_token,
+    ordered_pairs,
+    read_rankings,
+    split_by_prompt,
+)
+
+
+@dataclass
+class RewardConfig:
+    epochs: int = 1
+    max_steps: int = 0  # > 0 overrides epochs (the last epoch may then be partial)
+    batch_size: int = 8  # rankings per optimizer step, over all processes
+    micro_batch_size: int = 2  # rankings per forward pass in one process (all K completions of each)
+    eval_batch_size: int = 16  # sequences per forward pass when scoring held-out rankings
+    max_length: int = 512
+    learning_rate: float = 1e-5
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_fraction: float = 0.2
+    checkpoint_every: int = 50
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: str = "all-linear"  # or comma-separated module names
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RewardConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown reward-model setting(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.max_steps < 0 or self.batch_size < 1 or self.micro_batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("epochs, batch_size, micro_batch_size and eval_batch_size must be >= 1")
+        if self.max_length < 8:
+            raise ValueError("max_length must be >= 8")
+
+
+def grouped_ranking_loss(scores: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+    """-mean over the pairs (i better than j, i.e. rank_i < rank_j) of log sigmoid(s_i - s_j).
+
+    Every unordered pair with different ranks counts once; ties are skipped. With no such pair the
+    result is a zero that still has a (zero) gradient, never NaN."""
+    ranks = torch.as_tensor(ranks, device=scores.device)
+    better = ranks[:, None] < ranks[None, :]
+    if not bool(better.any()):
+        return scores.sum() * 0.0
+    margins = scores[:, None] - scores[None, :]
+    return -F.logsigmoid(margins[better]).mean()
+
+
+def _inner(model):
+    """The transformers model under a peft wrapper (LoRA layers are injected into it in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def sequence_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The head's output at the last attended position of each row: a float tensor of shape [batch]."""
+    inner = _inner(model)
+    backbone = getattr(inner, inner.base_model_prefix, None)
+    head = getattr(inner, "score", None)
+    if backbone is None or head is None:  # an architecture with another head name: transformers' pooling
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float()
+    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    last = (positions * attention_mask).argmax(-1)
+    pooled = hidden[torch.arange(input_ids.shape[0], device=input_ids.device), last]
+    return head(pooled)[:, 0].float()
+
+
+@torch.no_grad()
+def score_sequences(model, sequences: list[list[int]], pad_id: int, batch_size: int = 8) -> list[float]:
+    """Scores of token lists, batched shortest first (less padding), returned in the given order."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    scores = [0.0] * len(sequences)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        input_ids, mask = collate([sequences[i] for i in chunk], pad_id)
+        values = sequence_scores(model, input_ids.to(device), mask.to(device)).tolist()
+        for i, value in zip(chunk, values, strict=True):
+            scores[i] = value
+    model.train(was_training)
+    return scores
+
+
+def load_reward_model(folder: Path):
+    """(model, tokenizer) of a saved reward model, in eval mode, float32."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ensure_pad_token(tokenizer)
+    ensure_chat_template(tokenizer)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+    return model, tokenizer
+
+
+def score_texts(model, tokenizer, prompts: list[list[dict]], answers: list[str], batch_size: int = 8,
+                max_length: int | None = None) -> list[float]:
+    """The reward of each (prompt messages, assistant answer), no gradient; long inputs are truncated
+    like in training (prompt from the left). ``max_length`` defaults to the model's context, at most 2048."""
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
+    pad_id = ensure_pad_token(tokenizer)
+    ensure_chat_template(tokenizer)
+    if max_length is None:
+        max_length = min(2048, getattr(_inner(model).config, "max_position_embeddings", 2048) or 2048)
+    sequences = [encode_pair_texts(tokenizer, p, [a], max_length)[0] for p, a in zip(prompts, answers, strict=True)]
+    return score_sequences(model, sequences, pad_id, batch_size)
+
+
+def pairwise_accuracy(model, encoded, pad_id: int, batch_size: int) -> float | None:
+    """Share of held-out (better, worse) pairs scored in the right order; None without pairs."""
+    rank, size = world()
+    mine = encoded[rank::size]
+    scores = score_sequences(model, [s for r in mine for s in r.sequences], pad_id, batch_size)
+    correct = total = 0
+    offset = 0
+    for ranking in mine:
+        k = len(ranking.sequences)
+        values = scores[offset:offset + k]
+        offset += k
+        for better, worse in ordered_pairs(ranking.ranks):
+            total += 1
+            correct += int(values[better] > values[worse])
+    correct, total = all_reduce_sum([float(correct), float(total)])
+    return correct / total if total else None
+
+
+def lr_at(step: int, total: int, config: RewardConfig) -> float:
+    warmup = int(total * config.warmup_ratio)
+    if step < warmup:
+        return config.learning_rate * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return config.learning_rate * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
+    """The rankings of ``step``: one seeded permutation per epoch, so a resumed run replays the same data."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, offset = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
+    return order[offset * batch_size:(offset + 1) * batch_size]
+
+
+def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):
+    """The model to train: the parent with a fresh one-score head (optionally LoRA-wrapped) or a checkpoint."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resume_from or parent_dir)
+    pad_id = ensure_pad_token(tokenizer)
+    ensure_chat_template(tokenizer)
+    torch.manual_seed(config.seed)  # the new head's initialisation
+    source = parent_dir if config.lora or resume_from is None else resume_from
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, pad_token_id=pad_id,
+                                                               dtype=torch.float32)
+    model.config.pad_token_id = pad_id
+    if config.lora:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if resume_from is not None:
+            model = PeftModel.from_pretrained(model, resume_from, is_trainable=True)
+        else:
+            targets = config.lora_target_modules
+            modules = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
+            model = get_peft_model(model, LoraConfig(
+                r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                target_modules=modules, task_type="SEQ_CLS", modules_to_save=["score"]))
+    for module in model.modules():  # dropout makes the K scores of one ranking noisy relative to each other
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model, tokenizer
+
+
+def _save_checkpoint(path: Path, model, tokenizer, optimizer, step: int, config: RewardConfig, history: dict) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path, safe_serialization=True)  # LoRA: the adapters and the head only
+    tokenizer.save_pretrained(path)
+    torch.save(optimizer.state_dict(), path / "optimizer.pt")
+    (path / "trainer_state.json").write_text(json.dumps({"step": step, "config": asdict(config), "history": history}))
+
+
+def _save_final(out_dir: Path, model, tokenizer, lora: bool) -> None:
+    final = model.merge_and_unload() if lora else model
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def _micro_loss(model, rankings, pad_id: int, device) -> tuple[torch.Tensor, int, int, int, int]:
+    """Summed grouped loss of whole rankings in one forward pass: (loss_sum, rankings, pairs, correct, tokens)."""
+    sequences = [s for r in rankings for s in r.sequences]
+    input_ids, mask = collate(sequences, pad_id)
+    scores = sequence_scores(model, input_ids.to(device), mask.to(device))
+    loss_sum, offset, pairs, correct = scores.sum() * 0.0, 0, 0, 0
+    for ranking in rankings:
+        k = len(ranking.sequences)
+        values = scores[offset:offset + k]
+        offset += k
+        loss_sum = loss_sum + grouped_ranking_loss(values, torch.tensor(ranking.ranks, device=device))
+        plain = values.detach().tolist()
+        for better, worse in ordered_pairs(ranking.ranks):
+            pairs += 1
+            correct += int(plain[better] > plain[worse])
+    return loss_sum, len(rankings), pairs, correct, int(mask.sum())
+
+
+def train_reward(
+    parent_dir: Path,
+    data_path: Path,
+    out_dir: Path,
+    config: RewardConfig | dict,
+    reporter: Reporter = NullReporter(),
+    *,
+    resume_from: Path | None = None,
+    checkpoint_dir: Path | None = None,
+) -> dict:
+    """Train a reward model on the rankings of ``data_path`` and save it with its tokenizer to ``out_dir``."""
+    if isinstance(config, dict):
+        config = RewardConfig.from_dict(config)
+    rank, size = world()
+    torch.manual_seed(config.seed)
+    out_dir, started = Path(out_dir), time.time()
+    resume_from = Path(resume_from) if resume_from else None
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+    rankings = read_rankings(Path(data_path))
+    train_set, eval_set = split_by_prompt(rankings, config.eval_fraction, config.seed)
+    train_set = [r for r in train_set if ordered_pairs(r.ranks)]  # an all-ties ranking teaches nothing
+    eval_set = [r for r in eval_set if ordered_pairs(r.ranks)]
+    if not train_set:
+        raise ValueError(f"{data_path} has no training ranking with two completions of different rank")
+
+    model, tokenizer = _load(Path(parent_dir), resume_from, config)
+    model.to(device)
+    pad_id = tokenizer.pad_token_id
+    train_enc, train_stats = encode_rankings(tokenizer, train_set, config.max_length)
+    eval_enc, eval_stats = encode_rankings(tokenizer, eval_set, config.max_length)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_enc) / config.batch_size)
+    total_steps = config.max_steps or steps_per_epoch * config.epochs
+
+    start_step, history = 0, {"eval_accuracy_initial": None, "accuracy_by_epoch": [], "losses": []}
+    if resume_from is not None:
+        optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", weights_only=True))
+        state = json.loads((resume_from / "trainer_state.json").read_text())
+        start_step, history = state["step"], state["history"]
+    else:
+        history["eval_accuracy_initial"] = pairwise_accuracy(model, eval_enc, pad_id, config.eval_batch_size)
+
+    model.train()
+    train_seconds, train_cpu_seconds, done_rankings, done_pairs, done_sequences, done_tokens = 0.0, 0.0, 0, 0, 0, 0
+    for step in range(start_step, total_steps):
+        tick, cpu_tick = time.perf_counter(), time.process_time()
+        lr = lr_at(step, total_steps, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = [train_enc[i] for i in batch_indices(step, len(train_enc), config.batch_size, config.seed)]
+        mine = batch[rank::size]
+        optimizer.zero_grad(set_to_none=True)
+        loss_total, pairs, correct, tokens = 0.0, 0, 0, 0
+        for start in range(0, len(mine), config.micro_batch_size):
+            loss_sum, _, n_pairs, n_correct, n_tokens = _micro_loss(
+                model, mine[start:start + config.micro_batch_size], pad_id, device)
+            if not torch.isfinite(loss_sum):
+                raise TrainingDiverged(f"reward-model loss became {loss_sum.item()} at step {step + 1}")
+            # every ranking weighs 1/len(batch) of the global batch; averaging over ranks divides by size
+            (loss_sum * size / len(batch)).backward()
+            loss_total += loss_sum.item()
+            pairs, correct, tokens = pairs + n_pairs, correct + n_correct, tokens + n_tokens
+        average_gradients(model)
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        loss_total, pairs, correct, tokens = all_reduce_sum([loss_total, float(pairs), float(correct), float(tokens)])
+        train_seconds += time.perf_counter() - tick
+        train_cpu_seconds += time.process_time() - cpu_tick
+        done_rankings += len(batch)
+        done_pairs += int(pairs)
+        done_sequences += sum(len(r.sequences) for r in batch)
+        done_tokens += int(tokens)
+        done = step + 1
+        mean_loss = loss_total / len(batch)
+        history["losses"].append(mean_loss)
+        point = {"loss": round(mean_loss, 5), "batch_accuracy": round(correct / pairs, 4) if pairs else None,
+                 "lr": lr, "epoch": round(done / steps_per_epoch, 3)}
+        if done % steps_per_epoch == 0 or done == total_steps:  # every epoch, and a partial last one
+            accuracy = pairwise_accuracy(model, eval_enc, pad_id, config.eval_batch_size)
+            history["accuracy_by_epoch"].append(accuracy)
+            point["eval_accuracy"] = accuracy
+        if rank == 0:
+            reporter.progress(done, total_steps, point)
+            if checkpoint_dir is not None and config.checkpoint_every and done % config.checkpoint_every == 0 \
+                    and done < total_steps:
+                path = Path(checkpoint_dir) / f"step-{done}"
+                _save_checkpoint(path, model, tokenizer, optimizer, done, config, history)
+                reporter.checkpoint(path, done)
+        barrier()
+
+    if rank == 0:
+        _save_final(out_dir, model, tokenizer, config.lora)
+    barrier()
+    last_epoch = history["losses"][-steps_per_epoch:]
+    accuracy_by_epoch = history["accuracy_by_epoch"]
+    return {
+        "eval_accuracy": accuracy_by_epoch[-1] if accuracy_by_epoch else history["eval_accuracy_initial"],
+        "eval_accuracy_initial": history["eval_accuracy_initial"],
+        "accuracy_by_epoch": accuracy_by_epoch,
+        "train_loss": sum(last_epoch) / len(last_epoch) if last_epoch else None,
+        "pairs_train": count_pairs(train_set),
+        "pairs_eval": count_pairs(eval_set),
+        "rankings_train": len(train_set),
+        "rankings_eval": len(eval_set),
+        "prompts_train": len({r.group for r in train_set}),
+        "prompts_eval": len({r.group for r in eval_set}),
+        "truncated_sequences": train_stats.truncated + eval_stats.truncated,
+        "truncated_answers": train_stats.answer_truncated + eval_stats.answer_truncated,
+        "longest_sequence": max(train_stats.longest, eval_stats.longest),
+        "steps": total_steps,
+        "resumed_from_step": start_step,
+        "world_size": size,
+        "train_seconds": train_seconds,
+        "train_cpu_seconds": train_cpu_seconds,  # this process's CPU time in the loop: steady on a busy machine
+        "rankings_per_second": done_rankings / train_seconds if train_seconds else 0.0,
+        "pairs_per_second": done_pairs / train_seconds if train_seconds else 0.0,
+        "sequences_per_second": done_sequences / train_seconds if train_seconds else 0.0,
+        "tokens_per_second": done_tokens / train_seconds if train_seconds else 0.0,
+        "seconds": time.time() - started,
+        "lora": config.lora,
+    }
