@@ -72,6 +72,10 @@ class Message(models.Model):
         ordering = ["id"]
         constraints = [models.CheckConstraint(condition=Q(role__in=MessageRole.values), name="message_role_valid")]
 
+    @property
+    def feedback_kinds(self) -> set[str]:
+        return {f.kind for f in self.feedback.all()}
+
 
 class ModerationEvent(models.Model):
     class Direction(models.TextChoices):

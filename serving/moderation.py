@@ -7,7 +7,8 @@
 2. The classifier: one logistic regression per category over hashed word 1-2-grams and character
    3-5-grams of the normalised text (numpy only, no tokenizer, well under a millisecond per message).
    Scores are shifted so that 0.5 is each category's decision threshold (chosen on held-out data
-   at training time), so callers compare every score with 0.5.
+   at training time), so callers compare every score with 0.5. One- and two-word messages get
+   damped scores (``SHORT_DAMPING``): too little text for char n-grams to be trusted alone.
 3. The lexicon: phrases so unambiguous ("kill myself", "child porn") that a match alone flags the
    category, whatever the classifier thinks.
 4. Sub-categories raise their parents ("hate/threatening" implies "hate", "sexual/minors" implies
@@ -51,6 +52,10 @@ PARENTS = {"sexual/minors": "sexual", "hate/threatening": "hate", "violence/grap
 FORMAT = "tuneloop-moderation"
 DEFAULT_FOLDER = Path(__file__).resolve().parent / "moderation_model"
 LEXICON_SCORE = 0.99
+# A message of one or two words gives the n-gram classifier little evidence ("one" once scored as
+# hate): its scores are damped there, so only a confident score (>= 0.5 / 0.6 shifted) flags it.
+# The lexicon and custom categories apply in full.
+SHORT_WORDS, SHORT_DAMPING = 3, 0.6
 
 DEFAULT_LEXICON: dict[str, list[str]] = {
     "sexual": ["blowjob", "handjob", "send nudes", "send me nudes", "pornhub", "xxx porn", "deepthroat",
@@ -294,8 +299,9 @@ class Moderator:
         norm = normalize(text or "")
         scores = {c: 0.0 for c in self.categories}
         if norm:
+            damping = SHORT_DAMPING if len(norm.split()) < SHORT_WORDS else 1.0
             for cat, score in self.classifier.scores(norm).items():
-                scores[cat] = float(score)
+                scores[cat] = float(score) * damping
             for cat in self._lexicon.categories(norm):
                 scores[cat] = max(scores.get(cat, 0.0), LEXICON_SCORE)
         raw = (text or "").casefold()

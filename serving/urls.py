@@ -1,4 +1,40 @@
+"""Pages and APIs of serving: the chat, deployments, moderation review, API keys and ``/v1``."""
+
+from django.urls import path
+
+from serving import api, openai_api, views_chat, views_manage
 
 app_name = "serving"
 
-urlpatterns: list = []
+P = "projects/<slug:slug>/"
+A = "api/projects/<slug:slug>/"
+
+urlpatterns = [
+    path("chat/", views_chat.chat_home, name="chat-home"),
+    path(P + "chat/", views_chat.chat, name="chat"),
+    path(P + "chat/send", views_chat.chat_send, name="chat-send"),
+    path(P + "chat/<int:conversation_id>/regenerate", views_chat.chat_regenerate, name="chat-regenerate"),
+    path(P + "chat/messages/<int:message_id>/feedback", views_chat.message_feedback, name="feedback"),
+    path(P + "deployments/", views_manage.deployments, name="deployments"),
+    path(P + "deployments/<int:deployment_id>/activate", views_manage.deployment_activate, name="deployment-activate"),
+    path(P + "moderation/", views_manage.moderation, name="moderation"),
+    path(P + "moderation/events/<int:event_id>/review", views_manage.event_review, name="event-review"),
+    path(P + "moderation/feedback/<int:feedback_id>", views_manage.feedback_handle, name="feedback-handle"),
+    path(P + "moderation/settings", views_manage.moderation_settings, name="moderation-settings"),
+    path(P + "moderation/templates", views_manage.template_save, name="template-save"),
+    path("account/keys/", views_manage.api_keys, name="keys"),
+    # REST
+    path(A + "deployments/", api.DeploymentList.as_view(), name="api-deployments"),
+    path(A + "deployments/<int:deployment_id>/activate/", api.DeploymentActivate.as_view(),
+         name="api-deployment-activate"),
+    path(A + "messages/<int:message_id>/feedback/", api.MessageFeedback.as_view(), name="api-feedback"),
+    path(A + "feedback/", api.FeedbackList.as_view(), name="api-feedback-list"),
+    path(A + "moderation-events/", api.EventList.as_view(), name="api-events"),
+    path(A + "moderation-events/<int:event_id>/review/", api.EventReview.as_view(), name="api-event-review"),
+    path("api/keys/", api.KeyList.as_view(), name="api-keys"),
+    path("api/keys/<int:key_id>/", api.KeyDetail.as_view(), name="api-key"),
+    # OpenAI-compatible
+    path("v1/models", openai_api.Models.as_view(), name="v1-models"),
+    path("v1/chat/completions", openai_api.ChatCompletions.as_view(), name="v1-chat"),
+    path("v1/moderations", openai_api.Moderations.as_view(), name="v1-moderations"),
+]

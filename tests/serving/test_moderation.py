@@ -141,11 +141,20 @@ def test_a_folder_that_is_not_a_moderation_model_is_refused(tmp_path):
         load_moderator(tmp_path)
 
 
-# Measured on eval.jsonl with the shipped model (bench/moderation_latency.py): flagged P 0.83 / R 0.83,
-# sexual 0.82/0.92, hate 0.70/0.90, harassment 0.96/0.80, self-harm 0.94/0.71, violence/graphic 1.0/0.83.
-# The floors leave about 0.07-0.1 of margin (the eval templates are phrasings never seen in training).
-EVAL_FLOORS = {"flagged": (0.75, 0.75), "sexual": (0.72, 0.82), "hate": (0.6, 0.8), "harassment": (0.85, 0.7),
-               "self-harm": (0.8, 0.6), "violence/graphic": (0.85, 0.7)}
+# Measured on eval.jsonl with the shipped model: flagged P 0.90 / R 0.70, sexual 0.94/0.85, hate 0.97/0.60,
+# harassment 1.0/0.63, self-harm 0.93/0.67, violence/graphic 1.0/0.83. The thresholds favour precision
+# (training/make_moderation_model.py); the floors leave about 0.05-0.1 of margin (the eval templates are
+# phrasings never seen in training, 30% of them with evasions).
+EVAL_FLOORS = {"flagged": (0.83, 0.63), "sexual": (0.85, 0.78), "hate": (0.85, 0.5), "harassment": (0.9, 0.55),
+               "self-harm": (0.85, 0.6), "violence/graphic": (0.9, 0.75)}
+
+
+def test_everyday_chat_is_rarely_flagged(moderator):
+    """Held-out everyday messages (everyday_eval.txt, never trained on): at most 1 in 20 flagged."""
+    everyday = [row for row in read_rows(EVAL) if row.get("group", "").startswith("everyday")]
+    assert len(everyday) >= 30
+    flagged = [row["text"] for row in everyday if moderator.check(row["text"]).flagged]
+    assert len(flagged) <= len(everyday) // 20, flagged
 
 
 def test_eval_set_precision_and_recall_above_floors(moderator):

@@ -1,0 +1,153 @@
+"""One chat turn: the question is stored, moderated, answered by the deployed model and stored again.
+
+``ChatTurn`` splits the work in three so that a streaming view can run the database parts on the
+request's thread and the token loop anywhere: ``start()`` (database + input moderation + an engine
+slot, raises ``EngineBusy``), ``events()`` (no database: the moderated reply's events) and
+``finish()`` (database: the answer, and the moderation event when output was flagged).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+
+from serving import runtime
+from serving.answers import template_text
+from serving.engine import GenerationParams
+from serving.errors import ServingError
+from serving.models import Conversation, Message, ModerationEvent
+from serving.pipeline import ModeratedReply
+from serving.selectors import active_deployment
+from serving.services import moderation_event_log
+
+
+def chat_params(project, **overrides) -> GenerationParams:
+    """Defaults for the chat page: the project's top-p, a moderate temperature, the site's token cap."""
+    values = {"max_tokens": settings.CHAT_MAX_TOKENS, "temperature": 0.7,
+              "top_p": project.sampling_top_p if project is not None else 0.95}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return GenerationParams(**values)
+
+
+def model_history(conversation: Conversation) -> list[dict]:
+    """The conversation as the model sees it: flagged exchanges (template answers) left out."""
+    rows = list(conversation.messages.filter(superseded=False).order_by("id").values("role", "content", "is_template"))
+    history: list[dict] = []
+    for row in rows:
+        if row["role"] == Message.Role.ASSISTANT and row["is_template"]:
+            if history and history[-1]["role"] == Message.Role.USER:
+                history.pop()
+            continue
+        history.append({"role": row["role"], "content": row["content"]})
+    return history
+
+
+class ChatTurn:
+    def __init__(self, *, deployment, user, conversation: Conversation, messages: list[dict],
+                 question: Message | None, params: GenerationParams) -> None:
+        self.deployment, self.user, self.conversation = deployment, user, conversation
+        self.question, self.params = question, params
+        self.shown = ""
+        self.replaced = False
+        self.answer: Message | None = None
+        engine = runtime.engine_of(deployment)
+        project = deployment.project
+        self.reply = ModeratedReply(
+            messages=messages, engine=engine, params=params, moderator=runtime.moderator_of(project, deployment),
+            template_for=lambda categories: template_text(project, categories),
+            count_tokens=getattr(engine, "count_tokens", None),
+        )
+
+    # --- the three ways a turn begins
+
+    @classmethod
+    def ask(cls, *, conversation: Conversation, user, text: str, params: GenerationParams | None = None) -> ChatTurn:
+        """The chat page: ``text`` is appended to the user's conversation."""
+        deployment = _live(conversation.project)
+        text = (text or "").strip()
+        if not text:
+            raise ServingError("write a message first")
+        with transaction.atomic():
+            question = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text[:20000],
+                                              deployment=deployment)
+            if not conversation.title:
+                Conversation.objects.filter(pk=conversation.pk).update(title=text[:80])
+                conversation.title = text[:80]
+        return cls(deployment=deployment, user=user, conversation=conversation, messages=model_history(conversation),
+                   question=question, params=params or chat_params(conversation.project))
+
+    @classmethod
+    def regenerate(cls, *, conversation: Conversation, user, params: GenerationParams | None = None) -> ChatTurn:
+        """The chat page's *Regenerate*: the last answer is kept, superseded, and asked again."""
+        deployment = _live(conversation.project)
+        last = conversation.messages.filter(superseded=False).order_by("-id").first()
+        if last is None or last.role != Message.Role.ASSISTANT:
+            raise ServingError("there is no answer to regenerate")
+        Message.objects.filter(pk=last.pk).update(superseded=True)
+        question = conversation.messages.filter(superseded=False, role=Message.Role.USER).order_by("-id").first()
+        return cls(deployment=deployment, user=user, conversation=conversation, messages=model_history(conversation),
+                   question=question, params=params or chat_params(conversation.project))
+
+    @classmethod
+    def api(cls, *, deployment, user, messages: list[dict], params: GenerationParams) -> ChatTurn:
+        """``/v1/chat/completions``: the request's messages become a conversation of their own (source: api)."""
+        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        with transaction.atomic():
+            conversation = Conversation.objects.create(user=user, project=deployment.project, title=last_user[:80],
+                                                       source=Conversation.Source.API)
+            rows = Message.objects.bulk_create([
+                Message(conversation=conversation, role=m["role"], content=m["content"], deployment=deployment)
+                for m in messages
+            ])
+        question = next((r for r in reversed(rows) if r.role == Message.Role.USER), None)
+        return cls(deployment=deployment, user=user, conversation=conversation, messages=messages,
+                   question=question, params=params)
+
+    # --- running it
+
+    def start(self) -> None:
+        self.reply.start()
+        outcome = self.reply.outcome
+        if outcome.direction == "input":
+            moderation_event_log(project=self.deployment.project, direction=ModerationEvent.Direction.INPUT,
+                                 text=self.question.content if self.question else "", result=outcome.flagged,
+                                 conversation=self.conversation, message=self.question)
+
+    def events(self):
+        for kind, text in self.reply.events():
+            if kind == "replace":
+                self.shown, self.replaced = text, True
+            else:
+                self.shown += text
+            yield kind, text
+
+    def finish(self) -> Message:
+        """Store the answer as the user saw it (the template when moderation replaced the model's)."""
+        outcome = self.reply.outcome
+        self.answer = Message.objects.create(
+            conversation=self.conversation, role=Message.Role.ASSISTANT, content=self.shown,
+            deployment=self.deployment, model_version=self.deployment.policy, is_template=outcome.template,
+            model_text=outcome.model_text if outcome.template else "",
+        )
+        if outcome.direction == "output":
+            moderation_event_log(project=self.deployment.project, direction=ModerationEvent.Direction.OUTPUT,
+                                 text=outcome.model_text, result=outcome.flagged, conversation=self.conversation,
+                                 message=self.answer)
+        return self.answer
+
+    def complete(self) -> Message:
+        """After ``start()``: the whole answer at once (non-streaming callers)."""
+        for _ in self.events():
+            pass
+        return self.finish()
+
+    def run(self) -> Message:
+        self.start()
+        return self.complete()
+
+
+def _live(project):
+    deployment = active_deployment(project)
+    if deployment is None:
+        raise ServingError("no model is deployed to this project's chat yet; a manager deploys one on Deployments")
+    return deployment

@@ -1,0 +1,73 @@
+"""API keys for the OpenAI-compatible API: created per user, shown once, stored as a sha256 only."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from serving.errors import ServingError
+from serving.models import ApiKey
+
+KEY_PREFIX = "tl-"
+TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per key
+
+
+def _digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_key_create(*, user, name: str) -> tuple[ApiKey, str]:
+    """A new key for ``user``; the raw key is returned here and never again."""
+    name = (name or "").strip()
+    if not name:
+        raise ServingError("give the key a name, e.g. the script or machine that uses it")
+    raw = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(user=user, name=name[:100], prefix=raw[:10], key_hash=_digest(raw))
+    return key, raw
+
+
+def api_key_revoke(*, user, key_id: int) -> ApiKey:
+    key = ApiKey.objects.filter(user=user, pk=key_id).first()
+    if key is None:
+        raise ServingError("no such key")
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    return key
+
+
+def api_key_user(raw: str):
+    """The active user owning ``raw``, or None for an unknown, revoked or inactive key."""
+    if not raw.startswith(KEY_PREFIX):
+        return None
+    key = ApiKey.objects.select_related("user").filter(key_hash=_digest(raw), revoked_at__isnull=True).first()
+    if key is None or not key.user.is_active:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key.user
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer tl-…``, as the official ``openai`` client sends it."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode(errors="replace").split()
+        if not header or header[0] != self.keyword:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("the Authorization header must be `Bearer <api key>`")
+        user = api_key_user(header[1])
+        if user is None:
+            raise exceptions.AuthenticationFailed("invalid or revoked API key")
+        return user, None
+
+    def authenticate_header(self, request):
+        return self.keyword

@@ -1,0 +1,229 @@
+"""The OpenAI-compatible API: ``/v1/models``, ``/v1/chat/completions`` (streaming or not), ``/v1/moderations``.
+
+Authenticated with a user's API key (``Authorization: Bearer tl-…``, what the official ``openai``
+client sends) or a browser session. ``model`` is a deployed policy version's name (or the
+project's slug), among the live deployments of the caller's projects; anything else is a 404.
+Errors have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``. Every request
+goes through the same moderated pipeline as the chat page and is stored as an ``api`` conversation.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from rest_framework import exceptions
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from serving.chat import ChatTurn, chat_params
+from serving.engine import EngineBusy, EngineError
+from serving.errors import ServingError
+from serving.keys import ApiKeyAuthentication
+from serving.runtime import moderator_for, moderator_of
+from serving.selectors import deployment_for_model, live_deployments_for
+from serving.streaming import sse, sse_response, turn_frames
+
+ROLES = ("system", "user", "assistant")
+
+
+class OpenAIError(exceptions.APIException):
+    def __init__(self, message: str, *, code: str, status_code: int = 400, param: str | None = None,
+                 kind: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status_code, self.body = status_code, {"error": {"message": message, "type": kind, "param": param,
+                                                              "code": code}}
+
+
+def bad(param: str, message: str) -> OpenAIError:
+    return OpenAIError(message, code="invalid_value", param=param)
+
+
+class OpenAIView(APIView):
+    authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
+
+    def handle_exception(self, exc):
+        if isinstance(exc, OpenAIError):
+            return Response(exc.body, status=exc.status_code)
+        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+            return Response({"error": {"message": str(exc.detail), "type": "invalid_request_error", "param": None,
+                                       "code": "invalid_api_key"}}, status=401)
+        if isinstance(exc, exceptions.Throttled):
+            return Response({"error": {"message": str(exc.detail), "type": "rate_limit_error", "param": None,
+                                       "code": "rate_limit_exceeded"}}, status=429)
+        if isinstance(exc, exceptions.ParseError):
+            return Response({"error": {"message": str(exc.detail), "type": "invalid_request_error", "param": None,
+                                       "code": "invalid_json"}}, status=400)
+        return super().handle_exception(exc)
+
+
+class Models(OpenAIView):
+    def get(self, request):
+        data = [{"id": d.policy.name, "object": "model", "created": int(d.created_at.timestamp()),
+                 "owned_by": d.project.slug} for d in live_deployments_for(request.user)]
+        return Response({"object": "list", "data": data})
+
+
+def _content(message: dict, index: int) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+        parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if len(parts) == len(content):
+            return "".join(parts)
+    raise bad(f"messages[{index}].content", "content must be a string or a list of text parts")
+
+
+def parse_messages(value) -> list[dict]:
+    if not isinstance(value, list) or not value:
+        raise bad("messages", "messages must be a non-empty list")
+    messages = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise bad(f"messages[{i}].role", f"role must be one of {', '.join(ROLES)}")
+        messages.append({"role": m["role"], "content": _content(m, i)})
+    if not any(m["role"] == "user" for m in messages):
+        raise bad("messages", "messages must contain at least one user message")
+    return messages
+
+
+def _number(body: dict, name: str, kind, low, high):
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not float(value).is_integer()):
+        raise bad(name, f"{name} must be a number")
+    if not low <= value <= high:
+        raise bad(name, f"{name} must be between {low} and {high}")
+    return kind(value)
+
+
+def parse_params(body: dict, project):
+    stop = body.get("stop")
+    if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
+        raise bad("stop", "stop must be a string or a list of strings")
+    if body.get("n", 1) != 1:
+        raise bad("n", "only n=1 is supported")
+    max_tokens = _number(body, "max_completion_tokens", int, 1, 8192) or _number(body, "max_tokens", int, 1, 8192)
+    return chat_params(project, max_tokens=max_tokens, temperature=_number(body, "temperature", float, 0, 2),
+                       top_p=_number(body, "top_p", float, 0.0001, 1), stop=stop or None,
+                       seed=_number(body, "seed", int, 0, 2**63 - 1))
+
+
+class ChatCompletions(OpenAIView):
+    def post(self, request):
+        body = request.data if isinstance(request.data, dict) else {}
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise bad("model", "model is required: the name of a deployed version (see /v1/models)")
+        deployment = deployment_for_model(request.user, model)
+        if deployment is None:
+            raise OpenAIError(f"The model `{model}` does not exist or is not deployed to any of your projects.",
+                              code="model_not_found", status_code=404, param="model")
+        messages = parse_messages(body.get("messages"))
+        params = parse_params(body, deployment.project)
+        try:
+            turn = ChatTurn.api(deployment=deployment, user=request.user, messages=messages, params=params)
+            turn.start()
+        except EngineBusy as exc:
+            raise OpenAIError(str(exc), code="engine_busy", status_code=429, kind="rate_limit_error") from exc
+        except (EngineError, ServingError) as exc:
+            raise OpenAIError(str(exc), code="engine_error", status_code=503, kind="server_error") from exc
+        ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return sse_response(self.chunks(request, turn, ident, created, deployment.policy.name, include_usage))
+        try:
+            turn.complete()
+        except EngineError as exc:
+            raise OpenAIError(str(exc), code="engine_error", status_code=503, kind="server_error") from exc
+        outcome = turn.reply.outcome
+        return Response({
+            "id": ident, "object": "chat.completion", "created": created, "model": deployment.policy.name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.shown},
+                         "finish_reason": outcome.finish_reason, "logprobs": None}],
+            "usage": usage(turn),
+        })
+
+    @staticmethod
+    def chunks(request, turn, ident, created, model, include_usage):
+        def chunk(delta: dict, finish=None, **extra) -> str:
+            return sse({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra})
+
+        state = {"sent": False}
+
+        def on_event(kind: str, text: str) -> str:
+            # A replacement after released text is appended after a blank line: what was sent had
+            # passed moderation, and a stream cannot take back what the client already has.
+            delta = {"content": "\n\n" + text if kind == "replace" and state["sent"] else text}
+            if not state["sent"]:
+                delta["role"] = "assistant"
+                state["sent"] = True
+            return chunk(delta)
+
+        def on_done(message) -> str:
+            tail = chunk({} if state["sent"] else {"role": "assistant", "content": ""},
+                         turn.reply.outcome.finish_reason)
+            if include_usage:
+                tail += sse({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
+                             "choices": [], "usage": usage(turn)})
+            return tail + sse("[DONE]")
+
+        def on_error(exc) -> str:
+            return sse({"error": {"message": str(exc), "type": "server_error", "param": None,
+                                  "code": "engine_error"}}) + sse("[DONE]")
+
+        return turn_frames(request, turn, on_event=on_event, on_done=on_done, on_error=on_error)
+
+
+def usage(turn) -> dict:
+    count = turn.reply.count_tokens
+    prompt = sum(count(m["content"]) for m in turn.reply.messages) if count else 0
+    completion = turn.reply.outcome.completion_tokens or (count(turn.shown) if count else 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+class Moderations(OpenAIView):
+    """OpenAI's moderation shape; ``model`` may name a moderation version or a project slug (its deployment's)."""
+
+    def post(self, request):
+        body = request.data if isinstance(request.data, dict) else {}
+        texts = body.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise bad("input", "input must be a string or a non-empty list of strings")
+        if len(texts) > 64:
+            raise bad("input", "at most 64 inputs per request")
+        moderator, name = self.moderator(request.user, body.get("model"))
+        results = []
+        for text in texts:
+            result = moderator.check(text)
+            categories = {c: bool(result.categories.get(c, False)) for c in moderator.categories}
+            scores = {c: float(result.scores.get(c, 0.0)) for c in moderator.categories}
+            results.append({"flagged": result.flagged, "categories": categories, "category_scores": scores})
+        return Response({"id": f"modr-{uuid.uuid4().hex[:24]}", "model": name, "results": results})
+
+    @staticmethod
+    def moderator(user, model):
+        from training.models import VersionKind
+        from training.registry import version_path
+        from training.selectors import versions_for_user
+
+        if model in (None, "", "tuneloop-moderation", "omni-moderation-latest", "text-moderation-latest"):
+            return moderator_for(None), "tuneloop-moderation"
+        if not isinstance(model, str):
+            raise bad("model", "model must be a string")
+        version = versions_for_user(user).filter(kind=VersionKind.MODERATION, name=model).first()
+        if version is not None:
+            return moderator_for(version_path(version)), version.name
+        deployment = live_deployments_for(user).filter(project__slug=model).first()
+        if deployment is not None:
+            name = deployment.moderation.name if deployment.moderation else "tuneloop-moderation"
+            return moderator_of(deployment.project, deployment), name
+        raise OpenAIError(f"The moderation model `{model}` does not exist.", code="model_not_found",
+                          status_code=404, param="model")
+

@@ -1,0 +1,97 @@
+"""Reads for serving, each scoped to the requester (the project gate is ``annotation.selectors``)."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+
+from serving.models import (
+    Conversation,
+    Deployment,
+    Feedback,
+    FeedbackKind,
+    Message,
+    ModerationEvent,
+    ServingSettings,
+)
+
+
+def active_deployment(project) -> Deployment | None:
+    return (Deployment.objects.filter(project=project, is_active=True)
+            .select_related("policy", "moderation", "project").first())
+
+
+def deployments_of(project) -> QuerySet[Deployment]:
+    return Deployment.objects.filter(project=project).select_related("policy", "moderation", "created_by")
+
+
+def deployment_of(project, deployment_id: int) -> Deployment:
+    return get_object_or_404(deployments_of(project), pk=deployment_id)
+
+
+def live_deployments_for(user) -> QuerySet[Deployment]:
+    """Active deployments of the projects ``user`` is a member of: what the chat and ``/v1/models`` offer."""
+    return (Deployment.objects.filter(is_active=True, project__memberships__user=user)
+            .select_related("policy", "moderation", "project").order_by("project__name").distinct())
+
+
+def deployment_for_model(user, model: str) -> Deployment | None:
+    """The live deployment ``model`` names for ``user``: a policy version name or a project slug."""
+    live = live_deployments_for(user)
+    return live.filter(policy__name=model).first() or live.filter(project__slug=model).first()
+
+
+def settings_of(project) -> ServingSettings:
+    """The project's serving settings (defaults, unsaved, when the manager never changed them)."""
+    return ServingSettings.objects.filter(project=project).first() or ServingSettings(project=project)
+
+
+def conversations_of(project, user) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(project=project, user=user, source=Conversation.Source.CHAT)
+
+
+def conversation_of(project, user, conversation_id: int) -> Conversation:
+    """One of the requester's own conversations in ``project``; 404 for anyone else's."""
+    return get_object_or_404(conversations_of(project, user), pk=conversation_id)
+
+
+def visible_messages(conversation: Conversation) -> QuerySet[Message]:
+    return conversation.messages.filter(superseded=False).prefetch_related("feedback")
+
+
+def message_of(project, user, message_id: int) -> Message:
+    """An assistant message of the requester's own conversation in ``project``."""
+    return get_object_or_404(Message.objects.select_related("conversation"), pk=message_id, role="assistant",
+                             conversation__project=project, conversation__user=user)
+
+
+def events_for_review(project, *, review: str = ModerationEvent.Review.OPEN) -> QuerySet[ModerationEvent]:
+    return (ModerationEvent.objects.filter(project=project, review=review)
+            .select_related("conversation__user", "message"))
+
+
+def event_of(project, event_id: int) -> ModerationEvent:
+    return get_object_or_404(ModerationEvent.objects.filter(project=project), pk=event_id)
+
+
+def feedback_for_review(project, *, handled: bool = False) -> QuerySet[Feedback]:
+    return (Feedback.objects.filter(message__conversation__project=project, handled=handled,
+                                    kind__in=[FeedbackKind.THUMBS_DOWN, FeedbackKind.REPORT])
+            .select_related("user", "message__conversation", "message__model_version"))
+
+
+def feedback_of(project, feedback_id: int) -> Feedback:
+    return get_object_or_404(Feedback.objects.filter(message__conversation__project=project)
+                             .select_related("message__conversation"), pk=feedback_id)
+
+
+def moderation_labels_for_training(project) -> QuerySet[ModerationEvent]:
+    """Events a manager reviewed: confirmed ones keep their categories, dismissed ones are benign."""
+    return (ModerationEvent.objects.filter(project=project, failed_closed=False)
+            .exclude(review=ModerationEvent.Review.OPEN).only("id", "text", "categories", "review").order_by("id"))
+
+
+def conversation_turns(message: Message) -> list[dict]:
+    """The conversation up to (not including) ``message``, as OpenAI-style messages."""
+    earlier = message.conversation.messages.filter(id__lt=message.id, superseded=False).order_by("id")
+    return [{"role": m.role, "content": m.content} for m in earlier]

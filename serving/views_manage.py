@@ -1,0 +1,143 @@
+"""Manager pages of serving: deployments (deploy, roll back), moderation and feedback review,
+template answers and the project's own categories; and every user's API keys."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from annotation.selectors import MANAGERS, project_for_user
+from serving import selectors, services
+from serving.answers import templates_table
+from serving.errors import ServingError
+from serving.keys import api_key_create, api_key_revoke
+from serving.models import ApiKey
+from serving.moderation import CATEGORIES
+
+
+def _versions(project, kind: str):
+    from training.selectors import versions_of
+
+    return versions_of(project, kind=kind)
+
+
+@login_required
+def deployments(request, slug: str):
+    project = project_for_user(request.user, slug, MANAGERS)
+    if request.method == "POST":
+        policies, moderations = _versions(project, "policy"), _versions(project, "moderation")
+        policy = policies.filter(pk=request.POST.get("policy") or 0).first()
+        moderation = moderations.filter(pk=request.POST.get("moderation") or 0).first()
+        try:
+            if policy is None:
+                raise ServingError("choose a policy version to deploy")
+            services.deployment_create(project=project, policy=policy, moderation=moderation,
+                                       created_by=request.user)
+            messages.success(request, f"{policy.name} now answers in the chat and the API.")
+        except ServingError as exc:
+            messages.error(request, str(exc))
+        return redirect("serving:deployments", slug=slug)
+    return render(request, "serving/deployments.html", {
+        "project": project, "deployments": selectors.deployments_of(project)[:50],
+        "active": selectors.active_deployment(project),
+        "policies": _versions(project, "policy"), "moderations": _versions(project, "moderation"),
+    })
+
+
+@login_required
+@require_POST
+def deployment_activate(request, slug: str, deployment_id: int):
+    project = project_for_user(request.user, slug, MANAGERS)
+    deployment = services.deployment_activate(deployment=selectors.deployment_of(project, deployment_id))
+    messages.success(request, f"Rolled back: {deployment.policy.name} answers again.")
+    return redirect("serving:deployments", slug=slug)
+
+
+@login_required
+def moderation(request, slug: str):
+    project = project_for_user(request.user, slug, MANAGERS)
+    settings = selectors.settings_of(project)
+    custom = "\n".join(f"{name}: {', '.join(entries)}" for name, entries in settings.custom_categories.items())
+    return render(request, "serving/moderation.html", {
+        "project": project, "events": selectors.events_for_review(project)[:100],
+        "feedback": selectors.feedback_for_review(project)[:100], "settings": settings, "custom_text": custom,
+        "templates": templates_table(project),
+        "categories": [*CATEGORIES, *settings.custom_categories],
+    })
+
+
+@login_required
+@require_POST
+def event_review(request, slug: str, event_id: int):
+    project = project_for_user(request.user, slug, MANAGERS)
+    event = selectors.event_of(project, event_id)
+    try:
+        services.moderation_event_review(event=event, decision=request.POST.get("decision", ""), by=request.user,
+                                         categories=request.POST.getlist("categories") or None)
+    except ServingError as exc:
+        messages.error(request, str(exc))
+    return redirect("serving:moderation", slug=slug)
+
+
+@login_required
+@require_POST
+def feedback_handle(request, slug: str, feedback_id: int):
+    project = project_for_user(request.user, slug, MANAGERS)
+    feedback = selectors.feedback_of(project, feedback_id)
+    try:
+        if request.POST.get("action") == "prompt":
+            prompt = services.feedback_to_prompt(feedback=feedback)
+            messages.success(request, "New prompt added to the queue." if prompt else
+                             "That conversation is already a prompt of this project.")
+        else:
+            services.feedback_dismiss(feedback=feedback)
+    except ServingError as exc:
+        messages.error(request, str(exc))
+    return redirect("serving:moderation", slug=slug)
+
+
+@login_required
+@require_POST
+def moderation_settings(request, slug: str):
+    project = project_for_user(request.user, slug, MANAGERS)
+    try:
+        custom = services.parse_custom_categories(request.POST.get("custom_categories", ""))
+        services.serving_settings_update(project=project, custom_categories=custom,
+                                         feedback_to_prompts=request.POST.get("feedback_to_prompts") == "on")
+        messages.success(request, "Settings saved.")
+    except ServingError as exc:
+        messages.error(request, f"Custom categories: {exc}")
+    return redirect("serving:moderation", slug=slug)
+
+
+@login_required
+@require_POST
+def template_save(request, slug: str):
+    project = project_for_user(request.user, slug, MANAGERS)
+    try:
+        services.template_set(project=project, category=request.POST.get("category", ""),
+                              text=request.POST.get("text", ""))
+        messages.success(request, "Template saved.")
+    except ServingError as exc:
+        messages.error(request, str(exc))
+    return redirect("serving:moderation", slug=slug)
+
+
+@login_required
+def api_keys(request):
+    new_key = None
+    if request.method == "POST":
+        try:
+            if request.POST.get("revoke", "").isdigit():
+                api_key_revoke(user=request.user, key_id=int(request.POST["revoke"]))
+                messages.success(request, "Key revoked.")
+            else:
+                _, new_key = api_key_create(user=request.user, name=request.POST.get("name", ""))
+        except ServingError as exc:
+            messages.error(request, str(exc))
+    return render(request, "serving/keys.html", {
+        "keys": ApiKey.objects.filter(user=request.user).order_by("-created_at"), "new_key": new_key,
+        "base_url": request.build_absolute_uri("/v1"),
+    })

@@ -1,0 +1,107 @@
+"""The answering pipeline without Django: input moderation, hold-back output moderation, fail closed."""
+
+import pytest
+
+from serving.engine import GenerationParams, StopScanner
+from serving.moderation import Moderator, load_moderator
+from serving.pipeline import ModeratedReply
+from tests.serving.fakes import ScriptedEngine
+
+BENIGN = "Photosynthesis is how plants turn light, water and carbon dioxide into sugar and oxygen."
+
+
+@pytest.fixture(scope="module")
+def moderator():
+    return load_moderator(timeout_ms=0)
+
+
+def reply(moderator, engine, question="How do plants make food?", **kwargs):
+    return ModeratedReply(messages=[{"role": "user", "content": question}], engine=engine,
+                          params=GenerationParams(max_tokens=64), moderator=moderator,
+                          template_for=lambda categories: f"TEMPLATE for {','.join(categories)}", **kwargs)
+
+
+def shown(events) -> str:
+    """What a client that appends deltas and obeys ``replace`` ends up showing."""
+    text = ""
+    for kind, piece in events:
+        text = piece if kind == "replace" else text + piece
+    return text
+
+
+def test_a_benign_answer_reaches_the_user_whole(moderator):
+    engine = ScriptedEngine(BENIGN)
+    r = reply(moderator, engine)
+    assert shown(r.events()) == BENIGN
+    assert not r.outcome.template and r.outcome.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("question", [
+    "I want to kill myself tonight",
+    "I want to k\u200bill myself tonight",  # zero-width space
+    "I want to kіll myself tonight",  # Cyrillic i
+    "I w4nt to k1ll mys3lf tonight",  # leetspeak
+    "I want to k i l l myself tonight",  # spaced letters
+])
+def test_a_flagged_question_never_reaches_the_model(moderator, question):
+    engine = ScriptedEngine(BENIGN)
+    r = reply(moderator, engine, question=question)
+    assert shown(r.events()) == "TEMPLATE for self-harm"
+    assert engine.calls == [], "the engine must not be called for a flagged input"
+    assert r.outcome.direction == "input" and r.outcome.finish_reason == "content_filter"
+
+
+def test_a_flagged_short_answer_is_replaced_before_any_of_its_characters_are_shown(moderator):
+    engine = ScriptedEngine("Fine. I will kill you and everyone you love.")
+    events = list(reply(moderator, engine).events())
+    assert [kind for kind, _ in events] == ["replace"], f"nothing may be released before the check: {events}"
+    assert events[0][1].startswith("TEMPLATE for") and "violence" in events[0][1]
+
+
+def test_a_flagged_phrase_late_in_a_long_answer_is_never_released(moderator):
+    answer = (BENIGN + " ") * 5 + "Then I will kill you, slowly." + " More text follows here." * 5
+    engine = ScriptedEngine(answer, piece=2)
+    r = reply(moderator, engine)
+    events = list(r.events())
+    released = "".join(piece for kind, piece in events if kind == "delta")
+    assert released, "a long benign start streams out before the end"
+    assert "kill" not in released and answer.startswith(released)
+    assert events[-1][0] == "replace" and r.outcome.direction == "output"
+    assert engine.closed == 1, "generation stops as soon as the answer is flagged"
+    assert "kill you" in r.outcome.model_text, "the model's text is kept for the reviewers"
+
+
+class Broken:
+    categories = ("violence",)
+
+    def scores(self, norm):
+        raise RuntimeError("model file corrupt")
+
+
+def test_a_broken_moderator_fails_closed_and_the_model_is_not_called():
+    engine = ScriptedEngine(BENIGN)
+    r = reply(Moderator(Broken(), timeout_ms=0), engine)
+    assert shown(r.events()).startswith("TEMPLATE")
+    assert engine.calls == [] and r.outcome.flagged.failed_closed
+
+
+def test_finish_reason_is_length_when_the_token_budget_is_used_up(moderator):
+    engine = ScriptedEngine("one two three four")
+    r = ModeratedReply(messages=[{"role": "user", "content": "Please count the apples in the basket."}], engine=engine,
+                       params=GenerationParams(max_tokens=4), moderator=moderator, template_for=lambda c: "T",
+                       count_tokens=engine.count_tokens)
+    r.run()
+    assert r.outcome.finish_reason == "length" and r.outcome.completion_tokens == 4
+
+
+def test_stop_strings_cut_the_stream_even_across_pieces():
+    scanner = StopScanner(["\nUser:"])
+    out = "".join(scanner.feed(p) for p in ["Hello", " there\nUs", "er: more"]) + scanner.flush()
+    assert out == "Hello there" and scanner.stopped
+
+
+def test_generation_params_refuse_nonsense():
+    from serving.engine import EngineError
+
+    with pytest.raises(EngineError, match="top_p"):
+        GenerationParams(top_p=0)
