@@ -114,6 +114,13 @@ def assignment_of(project: Project, user, assignment_id: int) -> Assignment:
     return assignment
 
 
+def prompt_matching(project: Project, record: dict) -> Prompt | None:
+    """The project's prompt that ``record`` duplicates (same normalised conversation), if any."""
+    from annotation.prompt_text import normalized_hash, to_messages
+
+    return Prompt.objects.filter(project=project, normalized_hash=normalized_hash(to_messages(record))).first()
+
+
 def prompt_of(project: Project, prompt_id: int) -> Prompt:
     prompt = Prompt.objects.filter(pk=prompt_id, project=project).first()
     if prompt is None:

@@ -60,7 +60,7 @@ def templates_table(project) -> list[dict]:
     site = {row.category: row.text for row in TemplateResponse.objects.filter(project__isnull=True)}
     table = []
     for category in (*PRIORITY, DEFAULT_CATEGORY):
-        fallback = site.get(category) or BUILT_IN.get(category) or ""
+        fallback = site.get(category) or BUILT_IN.get(category) or site.get(DEFAULT_CATEGORY) or BUILT_IN[DEFAULT_CATEGORY]
         table.append({"category": category, "text": own.get(category, ""), "fallback": fallback,
                       "custom": category in own})
     return table

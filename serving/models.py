@@ -119,6 +119,8 @@ class Feedback(models.Model):
     kind = models.CharField(max_length=8, choices=Kind.choices)
     comment = models.TextField(blank=True)
     handled = models.BooleanField(default=False, help_text="Turned into a prompt or dismissed by a manager.")
+    prompt = models.ForeignKey("annotation.Prompt", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+", help_text="The prompt this feedback's conversation became.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

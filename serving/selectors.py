@@ -74,10 +74,13 @@ def event_of(project, event_id: int) -> ModerationEvent:
     return get_object_or_404(ModerationEvent.objects.filter(project=project), pk=event_id)
 
 
-def feedback_for_review(project, *, handled: bool = False) -> QuerySet[Feedback]:
-    return (Feedback.objects.filter(message__conversation__project=project, handled=handled,
-                                    kind__in=[FeedbackKind.THUMBS_DOWN, FeedbackKind.REPORT])
-            .select_related("user", "message__conversation", "message__model_version"))
+def feedback_for_review(project, *, handled: bool | None = False) -> QuerySet[Feedback]:
+    """Thumbs-down and reports of the project's chat, newest first; ``handled=None`` for all of them."""
+    feedback = Feedback.objects.filter(message__conversation__project=project,
+                                       kind__in=[FeedbackKind.THUMBS_DOWN, FeedbackKind.REPORT])
+    if handled is not None:
+        feedback = feedback.filter(handled=handled)
+    return feedback.select_related("user", "message__conversation", "message__model_version", "prompt")
 
 
 def feedback_of(project, feedback_id: int) -> Feedback:

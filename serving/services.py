@@ -143,10 +143,11 @@ def feedback_give(*, message: Message, user, kind: str, comment: str = "") -> Fe
 def feedback_to_prompt(*, feedback: Feedback):
     """The conversation up to the answer becomes a new prompt of the project (source: chat).
 
-    Returns the prompt, or None when the same conversation is already a prompt there.
+    When the same conversation is already a prompt there, that prompt is linked and returned.
     """
     from annotation.errors import AnnotationError
     from annotation.models import PromptSource
+    from annotation.selectors import prompt_matching
     from annotation.services import prompt_create
 
     message = feedback.message
@@ -161,9 +162,9 @@ def feedback_to_prompt(*, feedback: Feedback):
         prompt = prompt_create(project=message.conversation.project, record=record, source=PromptSource.CHAT,
                                created_by=feedback.user)
     except AnnotationError:
-        prompt = None
-    Feedback.objects.filter(pk=feedback.pk).update(handled=True)
-    feedback.handled = True
+        prompt = prompt_matching(message.conversation.project, record)
+    Feedback.objects.filter(pk=feedback.pk).update(handled=True, prompt=prompt)
+    feedback.handled, feedback.prompt = True, prompt
     return prompt
 
 

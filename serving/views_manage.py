@@ -62,7 +62,8 @@ def moderation(request, slug: str):
     custom = "\n".join(f"{name}: {', '.join(entries)}" for name, entries in settings.custom_categories.items())
     return render(request, "serving/moderation.html", {
         "project": project, "events": selectors.events_for_review(project)[:100],
-        "feedback": selectors.feedback_for_review(project)[:100], "settings": settings, "custom_text": custom,
+        "feedback": selectors.feedback_for_review(project, handled=None)[:100],
+        "open_feedback": selectors.feedback_for_review(project).count(), "settings": settings, "custom_text": custom,
         "templates": templates_table(project),
         "categories": [*CATEGORIES, *settings.custom_categories],
     })
@@ -89,8 +90,7 @@ def feedback_handle(request, slug: str, feedback_id: int):
     try:
         if request.POST.get("action") == "prompt":
             prompt = services.feedback_to_prompt(feedback=feedback)
-            messages.success(request, "New prompt added to the queue." if prompt else
-                             "That conversation is already a prompt of this project.")
+            messages.success(request, f"The conversation is prompt #{prompt.pk} of this project.")
         else:
             services.feedback_dismiss(feedback=feedback)
     except ServingError as exc:

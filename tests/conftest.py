@@ -84,6 +84,14 @@ def tiny_version(db, tiny_model_dir, project):
     return model_version_register(name=folder.name, kind=VersionKind.POLICY, folder=folder, project=project)
 
 
+@pytest.fixture
+def deployed(project, tiny_version, alice):
+    """The tiny policy deployed to ``project``'s chat (with the shipped moderator)."""
+    from serving.services import deployment_create
+
+    return deployment_create(project=project, policy=tiny_version, created_by=alice)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_model_store(tmp_path, monkeypatch):
     """Each test gets its own model store and runs folder; the settings object is shared."""

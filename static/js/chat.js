@@ -29,6 +29,20 @@
     return p;
   }
 
+  function listConversation(event) {
+    const list = document.querySelector(".chat-list");
+    if (!list) return;
+    list.querySelectorAll("li.muted").forEach((li) => li.remove());
+    list.querySelectorAll("a.active").forEach((a) => a.classList.remove("active"));
+    const li = document.createElement("li");
+    const a = document.createElement("a");
+    a.href = "?c=" + event.conversation;
+    a.className = "active";
+    a.textContent = event.title || "Untitled";
+    li.appendChild(a);
+    list.prepend(li);
+  }
+
   function replaceWith(node, html) {
     const holder = document.createElement("div");
     holder.innerHTML = html;  // rendered and sanitised by the server
@@ -61,6 +75,7 @@
           buffer = buffer.slice(cut + 2);
           const event = JSON.parse(line);
           if (event.type === "start") {
+            if (root.dataset.conversation !== String(event.conversation)) listConversation(event);
             root.dataset.conversation = event.conversation;
             history.replaceState(null, "", "?c=" + event.conversation);
           } else if (event.type === "delta") {

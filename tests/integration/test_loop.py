@@ -59,3 +59,17 @@ def test_the_loop_turns_once_through_the_api(celery_worker, shared_base, client)
     before = Prompt.objects.filter(source=PromptSource.CHAT).count()
     thumbs_down_in_chat(client, users["bob"], result.slug, "Tell me a joke about databases")
     assert Prompt.objects.filter(source=PromptSource.CHAT, project__slug=result.slug).count() == before + 1
+
+
+def thumbs_down_in_chat(client, user, slug: str, question: str) -> None:
+    """``user`` asks on the chat page (the deployed PPO version answers) and gives the answer a thumbs-down."""
+    import json
+
+    client.force_login(user)
+    response = client.post(f"/projects/{slug}/chat/send", {"text": question})
+    assert response.status_code == 200, response.content
+    frames = [json.loads(f[len("data: "):]) for f in b"".join(response.streaming_content).decode().split("\n\n")
+              if f.startswith("data: {")]
+    assert frames[-1]["type"] == "done", frames[-1]
+    feedback = client.post(f"/projects/{slug}/chat/messages/{frames[-1]['message']}/feedback", {"kind": "down"})
+    assert feedback.status_code == 200

@@ -4,14 +4,6 @@ from tests.serving.fakes import ScriptedEngine
 
 
 @pytest.fixture
-def deployed(project, tiny_version, alice):
-    """The tiny policy deployed to ``project``'s chat (with the shipped moderator)."""
-    from serving.services import deployment_create
-
-    return deployment_create(project=project, policy=tiny_version, created_by=alice)
-
-
-@pytest.fixture
 def scripted(monkeypatch):
     """Make every deployment answer with a scripted text; returns the engine to inspect its calls."""
     from serving import runtime

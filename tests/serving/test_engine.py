@@ -52,7 +52,7 @@ def test_engines_are_cached_per_folder(tiny_model_dir):
 
 
 def test_a_folder_without_a_model_is_a_clear_error(tmp_path):
-    with pytest.raises(EngineError, match="config.json"):
+    with pytest.raises(EngineError, match=r"config\.json"):
         LocalEngine(tmp_path)
 
 
@@ -61,7 +61,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
     requests: list[dict] = []
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         FakeOpenAI.requests.append({"body": body, "auth": self.headers.get("Authorization")})
         self.send_response(200)
