@@ -222,6 +222,9 @@ ENGINE_CAPACITY = env_int("TUNELOOP_ENGINE_CAPACITY", 2)  # concurrent generatio
 ENGINE_QUEUE_SECONDS = env_float("TUNELOOP_ENGINE_QUEUE_SECONDS", 30.0)  # then 429
 CHAT_MAX_TOKENS = env_int("TUNELOOP_CHAT_MAX_TOKENS", 256)
 MODERATION_TIMEOUT_MS = env_float("TUNELOOP_MODERATION_TIMEOUT_MS", 250.0)
+# Characters of an answer generated and moderated before any is shown (serving/pipeline.py): a larger
+# window hides more of a late-flagged answer, at the cost of time to first token.
+MODERATION_HOLD_BACK_CHARS = env_int("TUNELOOP_MODERATION_HOLD_BACK_CHARS", 160)
 
 LOGGING = {
     "version": 1,

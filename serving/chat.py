@@ -55,7 +55,7 @@ class ChatTurn:
         self.reply = ModeratedReply(
             messages=messages, engine=engine, params=params, moderator=runtime.moderator_of(project, deployment),
             template_for=lambda categories: template_text(project, categories),
-            count_tokens=getattr(engine, "count_tokens", None),
+            count_tokens=getattr(engine, "count_tokens", None), hold_back=settings.MODERATION_HOLD_BACK_CHARS,
         )
 
     # --- the three ways a turn begins
