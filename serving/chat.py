@@ -43,10 +43,14 @@ def model_history(conversation: Conversation) -> list[dict]:
 
 
 class ChatTurn:
+    """``pending`` rows (the conversation when new, the question) are written by ``start()`` only once
+    the engine took the turn, so a refused request (429, model missing) leaves no half conversation."""
+
     def __init__(self, *, deployment, user, conversation: Conversation, messages: list[dict],
-                 question: Message | None, params: GenerationParams) -> None:
+                 pending: list[Message], params: GenerationParams, supersedes: Message | None = None) -> None:
         self.deployment, self.user, self.conversation = deployment, user, conversation
-        self.question, self.params = question, params
+        self.pending, self.params, self.supersedes = pending, params, supersedes
+        self.question = next((m for m in reversed(pending) if m.role == Message.Role.USER), None)
         self.shown = ""
         self.replaced = False
         self.answer: Message | None = None
@@ -62,51 +66,59 @@ class ChatTurn:
 
     @classmethod
     def ask(cls, *, conversation: Conversation, user, text: str, params: GenerationParams | None = None) -> ChatTurn:
-        """The chat page: ``text`` is appended to the user's conversation."""
+        """The chat page: ``text`` follows the user's conversation (a new, unsaved one is saved on start)."""
         deployment = _live(conversation.project)
-        text = (text or "").strip()
+        text = (text or "").strip()[:20000]
         if not text:
             raise ServingError("write a message first")
-        with transaction.atomic():
-            question = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=text[:20000],
-                                              deployment=deployment)
-            if not conversation.title:
-                Conversation.objects.filter(pk=conversation.pk).update(title=text[:80])
-                conversation.title = text[:80]
-        return cls(deployment=deployment, user=user, conversation=conversation, messages=model_history(conversation),
-                   question=question, params=params or chat_params(conversation.project))
+        if not conversation.title:
+            conversation.title = text[:80]
+        history = model_history(conversation) if conversation.pk else []
+        question = Message(conversation=conversation, role=Message.Role.USER, content=text, deployment=deployment)
+        return cls(deployment=deployment, user=user, conversation=conversation,
+                   messages=[*history, {"role": "user", "content": text}], pending=[question],
+                   params=params or chat_params(conversation.project))
 
     @classmethod
     def regenerate(cls, *, conversation: Conversation, user, params: GenerationParams | None = None) -> ChatTurn:
-        """The chat page's *Regenerate*: the last answer is kept, superseded, and asked again."""
+        """The chat page's *Regenerate*: the last answer is kept, marked superseded once the new one starts."""
         deployment = _live(conversation.project)
         last = conversation.messages.filter(superseded=False).order_by("-id").first()
         if last is None or last.role != Message.Role.ASSISTANT:
             raise ServingError("there is no answer to regenerate")
-        Message.objects.filter(pk=last.pk).update(superseded=True)
-        question = conversation.messages.filter(superseded=False, role=Message.Role.USER).order_by("-id").first()
-        return cls(deployment=deployment, user=user, conversation=conversation, messages=model_history(conversation),
-                   question=question, params=params or chat_params(conversation.project))
+        history = model_history(conversation)
+        if history and history[-1]["role"] == Message.Role.ASSISTANT:
+            history.pop()
+        if not history or history[-1]["role"] != Message.Role.USER:
+            raise ServingError("a flagged exchange cannot be regenerated; ask again instead")
+        return cls(deployment=deployment, user=user, conversation=conversation, messages=history, pending=[],
+                   params=params or chat_params(conversation.project), supersedes=last)
 
     @classmethod
     def api(cls, *, deployment, user, messages: list[dict], params: GenerationParams) -> ChatTurn:
         """``/v1/chat/completions``: the request's messages become a conversation of their own (source: api)."""
         last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        with transaction.atomic():
-            conversation = Conversation.objects.create(user=user, project=deployment.project, title=last_user[:80],
-                                                       source=Conversation.Source.API)
-            rows = Message.objects.bulk_create([
-                Message(conversation=conversation, role=m["role"], content=m["content"], deployment=deployment)
-                for m in messages
-            ])
-        question = next((r for r in reversed(rows) if r.role == Message.Role.USER), None)
+        conversation = Conversation(user=user, project=deployment.project, title=last_user[:80],
+                                    source=Conversation.Source.API)
+        pending = [Message(conversation=conversation, role=m["role"], content=m["content"], deployment=deployment)
+                   for m in messages]
         return cls(deployment=deployment, user=user, conversation=conversation, messages=messages,
-                   question=question, params=params)
+                   pending=pending, params=params)
 
     # --- running it
 
     def start(self) -> None:
         self.reply.start()
+        with transaction.atomic():
+            if self.conversation.pk is None:
+                self.conversation.save()
+            elif self.question is not None and self.conversation.title:
+                Conversation.objects.filter(pk=self.conversation.pk, title="").update(title=self.conversation.title)
+            for message in self.pending:
+                message.conversation = self.conversation
+                message.save()
+            if self.supersedes is not None:
+                Message.objects.filter(pk=self.supersedes.pk).update(superseded=True)
         outcome = self.reply.outcome
         if outcome.direction == "input":
             moderation_event_log(project=self.deployment.project, direction=ModerationEvent.Direction.INPUT,

@@ -90,9 +90,7 @@ def chat_send(request, slug: str):
     if conversation_id.isdigit():
         conversation = selectors.conversation_of(project, request.user, int(conversation_id))
     else:
-        if selectors.active_deployment(project) is None:
-            return JsonResponse({"detail": "no model is deployed to this project's chat yet"}, status=400)
-        conversation = Conversation.objects.create(user=request.user, project=project)
+        conversation = Conversation(user=request.user, project=project)
     turn, refused = _begin(lambda: ChatTurn.ask(conversation=conversation, user=request.user,
                                                 text=request.POST.get("text", "")))
     return refused or _stream(request, project, turn)

@@ -4,7 +4,7 @@ A ranking of K completions is one batch element: each completion is encoded once
 and the loss is -mean log sigmoid(r_better - r_worse) over all C(K,2) pairs of that ranking with
 different ranks (``grouped_ranking_loss``; ties are skipped, an all-ties ranking adds nothing).
 TRL's ``RewardTrainer`` takes the same rankings as C(K,2) separate (chosen, rejected) pairs and
-runs 2*C(K,2) sequences through the model instead of K (``bench/reward_throughput.py`` measures
+runs 2*C(K,2) sequences through the model instead of K (``bench/rm_grouped_vs_pairs.py`` measures
 both), and it drops over-long pairs, where we truncate and count (``reward_data``).
 
 The model is ``AutoModelForSequenceClassification`` with ``num_labels=1`` initialised from a causal

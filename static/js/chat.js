@@ -51,7 +51,7 @@
     if (window.htmx) window.htmx.process(fresh);
   }
 
-  async function stream(url, body) {
+  async function stream(url, body, retype) {
     busy = true; send.disabled = true; regen.disabled = true; status.textContent = "Thinking…";
     const answer = bubble("assistant", "");
     const box = answer.closest(".chat-msg");
@@ -95,6 +95,7 @@
       answer.textContent = "Could not send: " + err.message;
       box.classList.add("failed");
       status.textContent = "";
+      if (retype && !text.value) text.value = retype;  // nothing was stored: the message is not lost
     } finally {
       box.classList.remove("streaming");
       busy = false; send.disabled = false; regen.disabled = false; regen.hidden = false;
@@ -113,7 +114,7 @@
     body.append("text", message);
     body.append("conversation", root.dataset.conversation || "");
     text.value = "";
-    stream(root.dataset.send, body);
+    stream(root.dataset.send, body, message);
   });
 
   text.addEventListener("keydown", (e) => {

@@ -163,3 +163,18 @@ def test_only_managers_reach_deployments_and_moderation_review(client, bob, dave
         client.force_login(user)
         assert client.get(f"/projects/{project.slug}/deployments/").status_code == code
         assert client.get(f"/projects/{project.slug}/moderation/").status_code == code
+
+
+def test_a_busy_engine_refuses_with_429_and_stores_nothing(client, bob, project, deployed, monkeypatch):
+    from serving import runtime
+    from serving.engine import EngineBusy
+
+    class Busy:
+        def stream(self, messages, params):
+            raise EngineBusy("all generation slots busy for 30 s")
+
+    monkeypatch.setattr(runtime, "engine_of", lambda deployment: Busy())
+    client.force_login(bob)
+    response = send(client, project, "Anyone there?")
+    assert response.status_code == 429 and b"busy" in response.content
+    assert not Conversation.objects.exists() and not Message.objects.exists()

@@ -16,7 +16,7 @@ CPU, ``--preset smollm2`` is SmolLM2-135M's shape (30 layers, 576 wide; a 2k voc
 The loop times are wall clock; on a shared machine the process CPU time of the same loops (also
 printed; with one thread it is the compute) is the steadier comparison.
 
-Run: OMP_NUM_THREADS=1 .venv/bin/python bench/reward_throughput.py [--preset small] [--rankings 48]
+Run: OMP_NUM_THREADS=1 .venv/bin/python bench/rm_grouped_vs_pairs.py [--preset small] [--rankings 48]
 """
 
 import argparse
