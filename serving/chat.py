@@ -122,7 +122,7 @@ class ChatTurn:
         outcome = self.reply.outcome
         if outcome.direction == "input":
             moderation_event_log(project=self.deployment.project, direction=ModerationEvent.Direction.INPUT,
-                                 text=self.question.content if self.question else "", result=outcome.flagged,
+                                 text=outcome.flagged_input, result=outcome.flagged,
                                  conversation=self.conversation, message=self.question)
 
     def events(self):
@@ -152,10 +152,6 @@ class ChatTurn:
         for _ in self.events():
             pass
         return self.finish()
-
-    def run(self) -> Message:
-        self.start()
-        return self.complete()
 
 
 def _live(project):

@@ -22,7 +22,7 @@ the reply ends with ``replace``. ``outcome`` then says what happened, for the ca
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from serving.engine import GenerationParams
 from serving.moderation import ModerationResult
@@ -37,10 +37,10 @@ class Outcome:
     model_text: str = ""  # what the model wrote (kept for review even when replaced)
     template: bool = False
     direction: str | None = None  # "input" or "output" when moderation flagged
+    flagged_input: str = ""  # the user message that was flagged, for the event log
     flagged: ModerationResult | None = None
     finish_reason: str = "stop"  # stop | length | content_filter
     completion_tokens: int = 0
-    input_results: list[ModerationResult] = field(default_factory=list)
 
 
 def flagged_categories(result: ModerationResult) -> list[str]:
@@ -68,9 +68,10 @@ class ModeratedReply:
         for message in self.messages:
             if message.get("role") != "user":
                 continue
-            result = self.moderator.check(str(message.get("content") or ""))
-            self.outcome.input_results.append(result)
+            text = str(message.get("content") or "")
+            result = self.moderator.check(text)
             if result.flagged:
+                self.outcome.flagged_input = text
                 return result
         return None
 
@@ -130,6 +131,12 @@ class ModeratedReply:
             self.outcome.completion_tokens = self.count_tokens(generated)
             if self.outcome.completion_tokens >= self.params.max_tokens:
                 self.outcome.finish_reason = "length"
+
+    def close(self) -> None:
+        """Stop generation and free the engine slot, also when ``events()`` was never iterated."""
+        close = getattr(self.pieces, "close", None)
+        if close is not None:
+            close()
 
     def run(self) -> Outcome:
         """The whole reply at once (non-streaming callers)."""

@@ -31,11 +31,11 @@ def sse(payload) -> str:
 
 async def turn_stream(turn, *, on_event: Callable, on_done: Callable, on_error: Callable,
                       first: str = "") -> AsyncIterator[str]:
-    if first:
-        yield first
     iterator = turn.events()
     finished = False
     try:
+        if first:
+            yield first
         while True:
             try:
                 item = await sync_to_async(next, thread_sensitive=False)(iterator, _END)
@@ -51,18 +51,18 @@ async def turn_stream(turn, *, on_event: Callable, on_done: Callable, on_error: 
         yield on_done(message)
     finally:
         if not finished:
-            await sync_to_async(iterator.close, thread_sensitive=False)()
+            await sync_to_async(_close, thread_sensitive=False)(turn, iterator)
             if turn.shown:
                 await sync_to_async(turn.finish)()
 
 
 def turn_stream_sync(turn, *, on_event: Callable, on_done: Callable, on_error: Callable,
                      first: str = "") -> Iterator[str]:
-    if first:
-        yield first
     iterator = turn.events()
     finished = False
     try:
+        if first:
+            yield first
         try:
             for item in iterator:
                 yield on_event(*item)
@@ -75,9 +75,14 @@ def turn_stream_sync(turn, *, on_event: Callable, on_done: Callable, on_error: C
         yield on_done(message)
     finally:
         if not finished:
-            iterator.close()
+            _close(turn, iterator)
             if turn.shown:
                 turn.finish()
+
+
+def _close(turn, iterator) -> None:
+    iterator.close()
+    turn.reply.close()
 
 
 def turn_frames(request, turn, **handlers):

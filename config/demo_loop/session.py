@@ -53,6 +53,7 @@ def people(password: str | None = None) -> dict:
 def api_clients(users: dict, *, base_url: str | None = None) -> tuple[dict[str, ApiClient], ApiClient]:
     """A REST token per person, and bob's key for the OpenAI-compatible API."""
     from rest_framework.authtoken.models import Token
+
     from serving.keys import api_key_create
 
     clients = {}

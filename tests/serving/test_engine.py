@@ -99,3 +99,18 @@ def test_an_unreachable_remote_engine_is_a_clear_error():
     engine = RemoteEngine("http://127.0.0.1:9/v1", model="x", timeout=2)
     with pytest.raises(EngineError, match="unreachable"):
         list(engine.stream([{"role": "user", "content": "hi"}], GenerationParams()))
+
+
+def test_a_reply_closed_before_it_streamed_frees_its_slot(engine):
+    """A client that disconnects right after the request must not leave the engine's only slot taken."""
+    from serving.moderation import load_moderator
+    from serving.pipeline import ModeratedReply
+
+    reply = ModeratedReply(messages=[{"role": "user", "content": "What is the capital of France?"}], engine=engine,
+                           params=GenerationParams(max_tokens=8), moderator=load_moderator(timeout_ms=0),
+                           template_for=lambda categories: "T")
+    reply.start()
+    with pytest.raises(EngineBusy):
+        engine.stream([{"role": "user", "content": "hi"}], GenerationParams(max_tokens=4))
+    reply.close()
+    engine.stream([{"role": "user", "content": "hi"}], GenerationParams(max_tokens=4)).close()

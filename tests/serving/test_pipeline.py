@@ -105,3 +105,4 @@ def test_generation_params_refuse_nonsense():
 
     with pytest.raises(EngineError, match="top_p"):
         GenerationParams(top_p=0)
+
