@@ -94,11 +94,12 @@ def completions_add(*, prompt: Prompt, texts: list[str], model_version=None, sam
                     sampling_params: dict | None = None) -> list[Completion]:
     """Store sampled completions of one prompt; the K of them become one ranking item.
 
-    Used by the training app's sampling runs; keep this signature stable.
+    Used by the training app's sampling runs; keep this signature stable. A model can emit NUL
+    characters, which PostgreSQL text columns refuse: they are dropped.
     """
     return Completion.objects.bulk_create(
         [
-            Completion(prompt=prompt, text=text, model_version=model_version, sampling_run=sampling_run,
+            Completion(prompt=prompt, text=text.replace("\x00", ""), model_version=model_version, sampling_run=sampling_run,
                        sampling_params=sampling_params or {})
             for text in texts
         ]

@@ -68,7 +68,7 @@ class ChatTurn:
     def ask(cls, *, conversation: Conversation, user, text: str, params: GenerationParams | None = None) -> ChatTurn:
         """The chat page: ``text`` follows the user's conversation (a new, unsaved one is saved on start)."""
         deployment = _live(conversation.project)
-        text = (text or "").strip()[:20000]
+        text = (text or "").replace("\x00", "").strip()[:20000]
         if not text:
             raise ServingError("write a message first")
         if not conversation.title:

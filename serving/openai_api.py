@@ -68,11 +68,11 @@ class Models(OpenAIView):
 def _content(message: dict, index: int) -> str:
     content = message.get("content")
     if isinstance(content, str):
-        return content
+        return content.replace("\x00", "")
     if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
         parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
         if len(parts) == len(content):
-            return "".join(parts)
+            return "".join(parts).replace("\x00", "")
     raise bad(f"messages[{index}].content", "content must be a string or a list of text parts")
 
 

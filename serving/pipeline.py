@@ -101,7 +101,7 @@ class ModeratedReply:
         pieces = self.pieces
         try:
             for piece in pieces:
-                generated += piece
+                generated += piece.replace("\x00", "")  # never stored by PostgreSQL, never useful to show
                 if len(generated) - checked < self.check_every:
                     continue
                 result = self.moderator.check(generated)

@@ -56,7 +56,7 @@ def autostart_check(*, project) -> TrainingRun | None:
 
     with transaction.atomic():
         current = (
-            ProjectTrainingSettings.objects.select_for_update()
+            ProjectTrainingSettings.objects.select_for_update(of=("self",))
             .filter(project=project, autostart_reward=True)
             .select_related("reward_parent")
             .first()
