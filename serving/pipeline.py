@@ -111,6 +111,8 @@ class ModeratedReply:
                     yield "replace", self._template(result, "output")
                     return
                 upto = checked - self.hold_back
+                space = generated.rfind(" ", released, upto)  # release whole words when there is a break
+                upto = space + 1 if space >= released else upto
                 if upto > released:
                     yield "delta", generated[released:upto]
                     released = upto

@@ -48,7 +48,7 @@ async def turn_stream(turn, *, on_event: Callable, on_done: Callable, on_error: 
             yield on_event(*item)
         message = await sync_to_async(turn.finish)()
         finished = True
-        yield on_done(message)
+        yield await sync_to_async(on_done)(message)  # may render a template that reads the database
     finally:
         if not finished:
             await sync_to_async(_close, thread_sensitive=False)(turn, iterator)

@@ -178,3 +178,22 @@ def test_a_busy_engine_refuses_with_429_and_stores_nothing(client, bob, project,
     response = send(client, project, "Anyone there?")
     assert response.status_code == 429 and b"busy" in response.content
     assert not Conversation.objects.exists() and not Message.objects.exists()
+
+
+def test_the_chat_stream_under_asgi_ends_with_the_rendered_answer(async_client, bob, project, deployed, scripted):
+    """The path uvicorn serves: an async stream whose last frame renders the stored message."""
+    from asgiref.sync import async_to_sync
+
+    scripted("Under **ASGI** too.")
+    async_client.force_login(bob)
+
+    async def ask():
+        response = await async_client.post(f"/projects/{project.slug}/chat/send", {"text": "Does it stream?"})
+        assert response.is_async
+        return b"".join([chunk async for chunk in response.streaming_content]).decode()
+
+    body = async_to_sync(ask)()
+    import json
+
+    events = [json.loads(f[len("data: "):]) for f in body.split("\n\n") if f.startswith("data: {")]
+    assert events[-1]["type"] == "done" and "<strong>ASGI</strong>" in events[-1]["html"]
