@@ -49,7 +49,7 @@ def chat(request, slug: str):
 
 
 def _message_html(request, project, message) -> str:
-    return render_to_string("serving/_message.html", {"project": project, "m": message, "last": True},
+    return render_to_string("serving/_message.html", {"project": project, "m": message},
                             request=request)
 
 
