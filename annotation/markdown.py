@@ -18,14 +18,16 @@ _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
     "i", "li", "ol", "p", "pre", "strong", "sub", "sup", "table", "tbody", "td", "th", "thead", "tr", "ul",
 }
-_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"align"}, "td": {"align"}, "code": {"class"}}
+_ATTRIBUTES = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"align"}, "td": {"align"}, "code": {"class"},
+               "ol": {"start"}}
 
 
 def render_markdown(text: str | None) -> SafeString:
     """HTML safe to put in a page for any input text (Markdown semantics, no active content)."""
     if not text:
         return mark_safe("")
-    parser = _markdown.Markdown(extensions=_EXTENSIONS, output_format="html")  # not thread-safe: one per call
+    # lazy_ol=False keeps a list's first number: models write "1." … "2." with paragraphs between the items.
+    parser = _markdown.Markdown(extensions=_EXTENSIONS, output_format="html", lazy_ol=False)  # one per call
     parser.preprocessors.deregister("html_block")
     parser.inlinePatterns.deregister("html")
     html = parser.convert(str(text))

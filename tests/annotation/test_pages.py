@@ -245,6 +245,12 @@ def test_markdown_renders_bold_but_not_scripts_or_javascript_links():
     assert render_markdown("[docs](https://example.org)").count('href="https://example.org"') == 1
 
 
+def test_a_numbered_list_split_by_paragraphs_keeps_its_numbers():
+    """Models write "1. …", a paragraph, "2. …": the second list must not restart at 1."""
+    html = render_markdown("1. **Eat well**\n\nFruit and vegetables.\n\n2. **Sleep**\n\nEight hours.")
+    assert '<ol start="2">' in html
+
+
 def test_manager_changes_settings_and_invites(as_user, project, alice, eve):
     c = as_user(alice)
     response = c.post(url(project, "settings/"), {

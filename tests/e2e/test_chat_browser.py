@@ -66,6 +66,15 @@ def test_bob_chats_gives_a_thumbs_down_and_alice_reviews_it(browser, live_server
     page.locator(".chat-msg.templated").wait_for()
     assert "988" in page.locator(".chat-msg.templated").text_content()
     page.screenshot(path=str(SHOTS / "chat-moderated.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/account/keys/")
+    page.fill("input[name=name]", "eval script")
+    page.click("button[type=submit].primary")
+    key = page.locator("#new-key").text_content()
+    assert key.startswith("tl-") and "eval script" in page.locator("table").text_content()
+    page.screenshot(path=str(SHOTS / "keys.png"), full_page=True)
+    page.goto(f"{live_server.url}/account/keys/")
+    assert key not in page.content() and key[:10] in page.content(), "a key is shown once, then only its prefix"
     assert page.js_errors == []
 
     manager = login(browser, live_server, "alice")
