@@ -12,7 +12,9 @@ from __future__ import annotations
 import time
 import uuid
 
-from rest_framework import exceptions
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -58,7 +60,24 @@ class OpenAIView(APIView):
         return super().handle_exception(exc)
 
 
+CHAT_REQUEST = inline_serializer("ChatCompletionRequest", {
+    "model": serializers.CharField(help_text="A deployed version's name (see /v1/models) or a project slug."),
+    "messages": inline_serializer("ChatMessage", {"role": serializers.ChoiceField(choices=ROLES),
+                                                  "content": serializers.CharField()}, many=True),
+    "stream": serializers.BooleanField(required=False),
+    "max_tokens": serializers.IntegerField(required=False), "temperature": serializers.FloatField(required=False),
+    "top_p": serializers.FloatField(required=False), "stop": serializers.ListField(child=serializers.CharField(),
+                                                                                  required=False),
+    "seed": serializers.IntegerField(required=False),
+})
+MODERATION_REQUEST = inline_serializer("ModerationRequest", {
+    "input": serializers.ListField(child=serializers.CharField(), help_text="A string or a list of strings."),
+    "model": serializers.CharField(required=False),
+})
+
+
 class Models(OpenAIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Deployed models you can chat with")
     def get(self, request):
         data = [{"id": d.policy.name, "object": "model", "created": int(d.created_at.timestamp()),
                  "owned_by": d.project.slug} for d in live_deployments_for(request.user)]
@@ -113,6 +132,8 @@ def parse_params(body: dict, project):
 
 
 class ChatCompletions(OpenAIView):
+    @extend_schema(request=CHAT_REQUEST, responses={200: OpenApiTypes.OBJECT},
+                   summary="OpenAI-compatible chat completion (server-sent events with stream=true), moderated")
     def post(self, request):
         body = request.data if isinstance(request.data, dict) else {}
         model = body.get("model")
@@ -189,6 +210,8 @@ def usage(turn) -> dict:
 class Moderations(OpenAIView):
     """OpenAI's moderation shape; ``model`` may name a moderation version or a project slug (its deployment's)."""
 
+    @extend_schema(request=MODERATION_REQUEST, responses={200: OpenApiTypes.OBJECT},
+                   summary="OpenAI-compatible moderation: flagged, categories, category_scores")
     def post(self, request):
         body = request.data if isinstance(request.data, dict) else {}
         texts = body.get("input")

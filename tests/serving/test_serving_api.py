@@ -84,3 +84,13 @@ def test_feedback_through_the_api_on_your_own_answer_only(client, bob, charlie, 
     url = f"/api/projects/{project.slug}/messages/{message}/feedback/"
     assert api(bob).post(url, {"kind": "report", "comment": "wrong"}, format="json").status_code == 201
     assert api(charlie).post(url, {"kind": "up"}, format="json").status_code == 404
+
+
+def test_the_openapi_schema_documents_the_serving_and_openai_endpoints(alice):
+    schema = api(alice).get("/api/schema/?format=json").json()
+    for path in ("/v1/chat/completions", "/v1/moderations", "/v1/models", "/api/projects/{slug}/deployments/",
+                 "/api/keys/"):
+        assert path in schema["paths"], path
+    assert schema["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    body = schema["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("ChatCompletionRequest")
