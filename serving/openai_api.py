@@ -170,9 +170,9 @@ class ChatCompletions(OpenAIView):
 
     @staticmethod
     def chunks(request, turn, ident, created, model, include_usage):
-        def chunk(delta: dict, finish=None, **extra) -> str:
+        def chunk(delta: dict, finish=None) -> str:
             return sse({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra})
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
 
         state = {"sent": False}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from serving.answers import DEFAULT_CATEGORY, PRIORITY
 from serving.errors import ServingError
@@ -37,30 +37,38 @@ def _check_version(version, kind: str, project, what: str) -> None:
         raise ServingError(f"the folder of {version.name} is missing from the model store")
 
 
+def _switch(project_id: int, activate) -> Deployment:
+    """Deactivate the project's live deployment and run ``activate`` in one transaction, under a lock on
+    the live row; the partial unique constraint settles the race when there was none to lock."""
+    try:
+        with transaction.atomic():
+            live = Deployment.objects.select_for_update().filter(project_id=project_id, is_active=True)
+            Deployment.objects.filter(pk__in=[d.pk for d in live]).update(is_active=False)
+            return activate()
+    except IntegrityError as exc:
+        raise ServingError("another deployment of this project happened at the same moment; try again") from exc
+
+
 def deployment_create(*, project, policy, moderation=None, created_by=None) -> Deployment:
     """Promote ``policy`` (and optionally a moderation version) to the project's chat.
 
-    The previous active deployment stays, inactive, for rollback. Both writes happen under a lock
-    on the project's deployments, so two managers deploying at once leave exactly one active.
+    The previous active deployment stays, inactive, for rollback.
     """
     _check_version(policy, "policy", project, "chat model")
     if moderation is not None:
         _check_version(moderation, "moderation", project, "moderation model")
-    with transaction.atomic():
-        list(Deployment.objects.select_for_update().filter(project=project, is_active=True))
-        Deployment.objects.filter(project=project, is_active=True).update(is_active=False)
-        return Deployment.objects.create(project=project, policy=policy, moderation=moderation,
-                                         created_by=created_by, is_active=True)
+    return _switch(project.pk, lambda: Deployment.objects.create(
+        project=project, policy=policy, moderation=moderation, created_by=created_by, is_active=True))
 
 
 def deployment_activate(*, deployment: Deployment) -> Deployment:
     """Roll back (or forward) to an earlier deployment of the same project."""
-    with transaction.atomic():
-        list(Deployment.objects.select_for_update().filter(project=deployment.project_id, is_active=True))
-        Deployment.objects.filter(project=deployment.project_id, is_active=True).update(is_active=False)
+    def activate() -> Deployment:
         Deployment.objects.filter(pk=deployment.pk).update(is_active=True)
-    deployment.is_active = True
-    return deployment
+        deployment.is_active = True
+        return deployment
+
+    return _switch(deployment.project_id, activate)
 
 
 # --- templates and settings --------------------------------------------------------------------
