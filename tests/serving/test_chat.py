@@ -197,3 +197,22 @@ def test_the_chat_stream_under_asgi_ends_with_the_rendered_answer(async_client, 
 
     events = [json.loads(f[len("data: "):]) for f in body.split("\n\n") if f.startswith("data: {")]
     assert events[-1]["type"] == "done" and "<strong>ASGI</strong>" in events[-1]["html"]
+
+
+def test_a_failing_moderator_blocks_the_message_and_logs_why(client, bob, project, deployed, scripted, monkeypatch):
+    from serving import runtime
+    from serving.moderation import Moderator
+
+    class Broken:
+        categories = ("violence",)
+
+        def scores(self, norm):
+            raise RuntimeError("weights unreadable")
+
+    engine = scripted("never shown")
+    monkeypatch.setattr(runtime, "moderator_of", lambda project, deployment=None: Moderator(Broken(), timeout_ms=0))
+    client.force_login(bob)
+    events = sse_events(send(client, project, "What is the capital of France?"))
+    assert engine.calls == [] and Message.objects.get(pk=events[-1]["message"]).is_template
+    event = ModerationEvent.objects.get()
+    assert event.failed_closed and "weights unreadable" in event.error
