@@ -46,13 +46,12 @@ class ChatTurn:
     """``pending`` rows (the conversation when new, the question) are written by ``start()`` only once
     the engine took the turn, so a refused request (429, model missing) leaves no half conversation."""
 
-    def __init__(self, *, deployment, user, conversation: Conversation, messages: list[dict],
+    def __init__(self, *, deployment, conversation: Conversation, messages: list[dict],
                  pending: list[Message], params: GenerationParams, supersedes: Message | None = None) -> None:
-        self.deployment, self.user, self.conversation = deployment, user, conversation
+        self.deployment, self.conversation = deployment, conversation
         self.pending, self.params, self.supersedes = pending, params, supersedes
         self.question = next((m for m in reversed(pending) if m.role == Message.Role.USER), None)
         self.shown = ""
-        self.replaced = False
         self.answer: Message | None = None
         engine = runtime.engine_of(deployment)
         project = deployment.project
@@ -65,7 +64,7 @@ class ChatTurn:
     # --- the three ways a turn begins
 
     @classmethod
-    def ask(cls, *, conversation: Conversation, user, text: str, params: GenerationParams | None = None) -> ChatTurn:
+    def ask(cls, *, conversation: Conversation, text: str, params: GenerationParams | None = None) -> ChatTurn:
         """The chat page: ``text`` follows the user's conversation (a new, unsaved one is saved on start)."""
         deployment = _live(conversation.project)
         text = (text or "").replace("\x00", "").strip()[:20000]
@@ -75,12 +74,12 @@ class ChatTurn:
             conversation.title = text[:80]
         history = model_history(conversation) if conversation.pk else []
         question = Message(conversation=conversation, role=Message.Role.USER, content=text, deployment=deployment)
-        return cls(deployment=deployment, user=user, conversation=conversation,
+        return cls(deployment=deployment, conversation=conversation,
                    messages=[*history, {"role": "user", "content": text}], pending=[question],
                    params=params or chat_params(conversation.project))
 
     @classmethod
-    def regenerate(cls, *, conversation: Conversation, user, params: GenerationParams | None = None) -> ChatTurn:
+    def regenerate(cls, *, conversation: Conversation, params: GenerationParams | None = None) -> ChatTurn:
         """The chat page's *Regenerate*: the last answer is kept, marked superseded once the new one starts."""
         deployment = _live(conversation.project)
         last = conversation.messages.filter(superseded=False).order_by("-id").first()
@@ -91,7 +90,7 @@ class ChatTurn:
             history.pop()
         if not history or history[-1]["role"] != Message.Role.USER:
             raise ServingError("a flagged exchange cannot be regenerated; ask again instead")
-        return cls(deployment=deployment, user=user, conversation=conversation, messages=history, pending=[],
+        return cls(deployment=deployment, conversation=conversation, messages=history, pending=[],
                    params=params or chat_params(conversation.project), supersedes=last)
 
     @classmethod
@@ -102,7 +101,7 @@ class ChatTurn:
                                     source=Conversation.Source.API)
         pending = [Message(conversation=conversation, role=m["role"], content=m["content"], deployment=deployment)
                    for m in messages]
-        return cls(deployment=deployment, user=user, conversation=conversation, messages=messages,
+        return cls(deployment=deployment, conversation=conversation, messages=messages,
                    pending=pending, params=params)
 
     # --- running it
@@ -128,7 +127,7 @@ class ChatTurn:
     def events(self):
         for kind, text in self.reply.events():
             if kind == "replace":
-                self.shown, self.replaced = text, True
+                self.shown = text
             else:
                 self.shown += text
             yield kind, text

@@ -86,8 +86,6 @@ class LocalEngine:
 
     def __init__(self, folder: str | Path, *, capacity: int = 2, queue_timeout: float = 30.0,
                  max_prompt_tokens: int = 1536) -> None:
-        import torch  # noqa: F401  (fail here, not in the first request, when torch is missing)
-
         from training.sampling import load_policy, stop_token_ids
 
         folder = Path(folder)

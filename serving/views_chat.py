@@ -91,7 +91,7 @@ def chat_send(request, slug: str):
         conversation = selectors.conversation_of(project, request.user, int(conversation_id))
     else:
         conversation = Conversation(user=request.user, project=project)
-    turn, refused = _begin(lambda: ChatTurn.ask(conversation=conversation, user=request.user,
+    turn, refused = _begin(lambda: ChatTurn.ask(conversation=conversation,
                                                 text=request.POST.get("text", "")))
     return refused or _stream(request, project, turn)
 
@@ -101,7 +101,7 @@ def chat_send(request, slug: str):
 def chat_regenerate(request, slug: str, conversation_id: int):
     project = project_for_user(request.user, slug, EVERYONE)
     conversation = selectors.conversation_of(project, request.user, conversation_id)
-    turn, refused = _begin(lambda: ChatTurn.regenerate(conversation=conversation, user=request.user))
+    turn, refused = _begin(lambda: ChatTurn.regenerate(conversation=conversation))
     return refused or _stream(request, project, turn)
 
 
