@@ -125,8 +125,12 @@ class _Importer:
             self.report.duplicates.append((line, f"same prompt as line {first}"))
             return
         self.first_line_of[digest] = line
+        # The queue's counts, set here so the import needs no recount: an imported answer takes a slot.
+        taken = 1 if answer else 0
         prompt = Prompt(project=self.project, messages=messages, normalized_hash=digest, metadata=metadata,
-                        source=PromptSource.IMPORT, created_by=self.user)
+                        source=PromptSource.IMPORT, created_by=self.user, demonstrations_taken=taken,
+                        demonstration_open=taken < self.project.labels_per_item,
+                        ranking_open=len(completions) >= self.project.completions_per_prompt)
         self.pending.append(_Row(line, prompt, answer, completions))
         if len(self.pending) >= CHUNK:
             self.flush()

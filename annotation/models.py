@@ -108,12 +108,27 @@ class Prompt(models.Model):
     flag_count = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Queue bookkeeping, kept by annotation.queue under this row's lock: slots of each kind taken now (live
+    # leases, submitted labels, imported answers) and whether one is still open to a new labeler (for
+    # rankings: also that the prompt has its K completions). The claim reads these columns of the row it
+    # locks, so it needs no recount and finds the first open item through a partial index.
+    demonstrations_taken = models.PositiveIntegerField(default=0, editable=False)
+    rankings_taken = models.PositiveIntegerField(default=0, editable=False)
+    demonstration_open = models.BooleanField(default=True, editable=False)
+    ranking_open = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["project", "normalized_hash"], name="prompt_unique_in_project"),
             models.CheckConstraint(condition=Q(source__in=PromptSource.values), name="prompt_source_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["project", "id"], condition=Q(demonstration_open=True, is_gold=False),
+                         name="prompt_demonstration_open"),
+            models.Index(fields=["project", "id"], condition=Q(ranking_open=True, is_gold=False),
+                         name="prompt_ranking_open"),
+            models.Index(fields=["project", "id"], condition=Q(is_gold=True), name="prompt_gold"),
         ]
 
     def __str__(self) -> str:
@@ -157,7 +172,10 @@ class Assignment(models.Model):
             models.CheckConstraint(condition=Q(status__in=AssignmentStatus.values), name="assignment_status_valid"),
             models.CheckConstraint(condition=Q(kind__in=TaskKind.values), name="assignment_kind_valid"),
         ]
-        indexes = [models.Index(fields=["project", "kind", "status"])]
+        indexes = [
+            models.Index(fields=["project", "kind", "status"]),
+            models.Index(fields=["project", "user", "kind"], name="assignment_by_labeler"),
+        ]
 
 
 class Reviewable(models.Model):

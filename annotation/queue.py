@@ -6,22 +6,41 @@
                                  |  \\--task_skip--> SKIPPED            SUBMITTED --review_reject--> RETURNED
                                  \\--lease passes--> EXPIRED --task_next (same labeler, slot free)--> LEASED
 
-A prompt has ``project.labels_per_item`` slots per kind. A slot is taken by a SUBMITTED assignment
-or a LEASED one whose lease has not passed (and, for demonstrations, by an imported answer); SKIPPED,
-EXPIRED and RETURNED ones give it back. Claiming locks the chosen prompt row with
-``select_for_update(skip_locked=True)`` and counts its slots again in a fresh statement before
-inserting, so concurrent labelers never share a slot on PostgreSQL; the unique constraint
-(prompt, kind, user) keeps a labeler from getting the same item twice. On SQLite writes are
-serialised anyway. Submitting is idempotent: the label hangs off its assignment one-to-one.
+A prompt has ``project.labels_per_item`` slots per kind. A slot is taken by a LEASED assignment (until
+the sweep marks its passed lease EXPIRED), a SUBMITTED one and, for demonstrations, an imported answer;
+SKIPPED, EXPIRED and RETURNED ones give it back. The prompt row itself counts them
+(``demonstrations_taken``, ``rankings_taken``) and says whether one is open (``demonstration_open``,
+``ranking_open``); every transition changes the count under the prompt's row lock, taken before any
+assignment lock, so the count is the truth ``slots_recount`` would find.
+
+Claiming is ``SELECT ... FOR UPDATE SKIP LOCKED`` of the first open prompt through a partial index,
+then the lease upsert and the count in the same transaction. PostgreSQL re-checks the locked row's
+columns when a concurrent claim changed it, so two labelers never share a slot, and the cost does not
+grow with the items already done. The unique constraint (prompt, kind, user) keeps a labeler from
+getting the same item twice. On SQLite writes are serialised anyway. Submitting is idempotent: the
+label hangs off its assignment one-to-one.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db import IntegrityError, connection, transaction
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -45,10 +64,9 @@ FLAGS = ("unsafe", "factually_wrong", "not_helpful", "personal_data")
 QUEUE_KINDS = (TaskKind.DEMONSTRATION, TaskKind.RANKING)
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 _CLAIM_ATTEMPTS = 5
-
-
-def _live(kind: str, now: datetime) -> Q:
-    return Q(kind=kind) & (Q(status=AssignmentStatus.SUBMITTED) | Q(status=AssignmentStatus.LEASED, expires_at__gt=now))
+_TAKEN = {TaskKind.DEMONSTRATION: "demonstrations_taken", TaskKind.RANKING: "rankings_taken"}
+_OPEN = {TaskKind.DEMONSTRATION: "demonstration_open", TaskKind.RANKING: "ranking_open"}
+_HOLDING = (AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED)
 
 
 def _count_of(queryset: QuerySet, field: str = "prompt"):
@@ -57,54 +75,83 @@ def _count_of(queryset: QuerySet, field: str = "prompt"):
     return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
 
 
-def slots_taken(prompt_id: int, kind: str, now: datetime) -> int:
-    """Slots of one prompt that are taken right now (a fresh statement: sees every committed claim)."""
-    taken = Assignment.objects.filter(_live(kind, now), prompt_id=prompt_id).count()
-    if kind == TaskKind.DEMONSTRATION:
-        taken += Demonstration.objects.filter(prompt_id=prompt_id, assignment__isnull=True).count()
-    return taken
+def _has_completions(project: Project) -> Exists:
+    """The prompt has the K completions a ranking task shows."""
+    k = project.completions_per_prompt
+    return Exists(Completion.objects.filter(prompt=OuterRef("pk")).order_by("id")[k - 1:k])
 
 
-def _candidates(project: Project, user, kind: str, now: datetime, *, gold: bool) -> QuerySet[Prompt]:
+def _open(kind: str, project: Project, delta: int = 0) -> ExpressionWrapper:
+    """Whether a slot of ``kind`` is open once the count has moved by ``delta`` (in an UPDATE's SET,
+    the columns read are the row's values before the update)."""
+    still_free = Q(**{f"{_TAKEN[kind]}__lt": project.labels_per_item - delta})
+    if kind == TaskKind.RANKING:
+        still_free &= _has_completions(project)
+    return ExpressionWrapper(still_free, output_field=BooleanField())
+
+
+def _slots_move(prompt_ids, kind: str, delta: int, project: Project) -> None:
+    """Take (``delta`` > 0) or give back slots of prompts whose rows this transaction has locked."""
+    taken = _TAKEN[kind]
+    Prompt.objects.filter(pk__in=prompt_ids).update(**{taken: F(taken) + delta, _OPEN[kind]: _open(kind, project, delta)})
+
+
+def slots_recount(project: Project, prompts: QuerySet[Prompt] | None = None) -> int:
+    """Count the slots of ``prompts`` (default: all of the project's) again from their assignments and
+    labels, and whether each is open under the project's current settings. Locks the rows first, so no
+    claim commits between the count and the write. Returns how many prompts were counted."""
+    prompts = Prompt.objects.filter(project=project) if prompts is None else prompts
+    holding = {kind: Assignment.objects.filter(prompt=OuterRef("pk"), kind=kind, status__in=_HOLDING)
+               for kind in QUEUE_KINDS}
+    imported = Demonstration.objects.filter(prompt=OuterRef("pk"), assignment__isnull=True)
+    with transaction.atomic():
+        ids = list(prompts.select_for_update().values_list("pk", flat=True))
+        rows = Prompt.objects.filter(pk__in=ids)
+        rows.update(demonstrations_taken=_count_of(holding[TaskKind.DEMONSTRATION]) + _count_of(imported),
+                    rankings_taken=_count_of(holding[TaskKind.RANKING]))
+        rows.update(**{_OPEN[kind]: _open(kind, project) for kind in QUEUE_KINDS})
+    return len(ids)
+
+
+def _candidates(project: Project, user, kind: str, *, gold: bool) -> QuerySet[Prompt]:
     """Prompts ``user`` may be handed now, first come first served; gold items ignore the slot limit."""
     mine = Assignment.objects.filter(prompt=OuterRef("pk"), kind=kind, user=user).exclude(
         status=AssignmentStatus.EXPIRED
     )
-    prompts = Prompt.objects.filter(project=project, is_gold=gold).filter(~Exists(mine))
-    if kind == TaskKind.RANKING:
-        prompts = prompts.annotate(
-            n_completions=_count_of(Completion.objects.filter(prompt=OuterRef("pk")))
-        ).filter(n_completions__gte=project.completions_per_prompt)
-    if not gold:
-        live = Assignment.objects.filter(_live(kind, now), prompt=OuterRef("pk"))
-        imported = Demonstration.objects.filter(prompt=OuterRef("pk"), assignment__isnull=True)
-        if project.labels_per_item == 1:
-            # The common case as NOT EXISTS, which PostgreSQL runs as an anti-join instead of a count per row.
-            prompts = prompts.filter(~Exists(live))
-            if kind == TaskKind.DEMONSTRATION:
-                prompts = prompts.filter(~Exists(imported))
-        else:
-            taken = _count_of(live)
-            if kind == TaskKind.DEMONSTRATION:
-                taken = taken + _count_of(imported)
-            prompts = prompts.annotate(taken=taken).filter(taken__lt=project.labels_per_item)
-    return prompts.order_by("id")
+    if gold:
+        prompts = Prompt.objects.filter(project=project, is_gold=True)
+        if kind == TaskKind.RANKING:
+            prompts = prompts.filter(_has_completions(project))
+    else:
+        prompts = Prompt.objects.filter(project=project, is_gold=False, **{_OPEN[kind]: True})
+    return prompts.filter(~Exists(mine)).order_by("id")
 
 
 def leases_expire(*, project: Project, kind: str, now: datetime | None = None) -> int:
-    """Mark leases that have passed EXPIRED; their slots go back to the pool. Returns how many."""
+    """Mark leases that have passed EXPIRED; their slots go back to the pool. Returns how many.
+
+    Prompts and assignments another transaction holds are skipped (the next sweep gets them), so a
+    sweep never waits and never deadlocks with a claim or a submission.
+    """
     now = now or timezone.now()
     passed = Assignment.objects.filter(project=project, kind=kind, status=AssignmentStatus.LEASED, expires_at__lte=now)
-    if not passed.exists():
-        return 0
     with transaction.atomic():
-        # Rows another caller is already expiring (or submitting) are skipped, so concurrent sweeps never deadlock.
-        ids = list(passed.select_for_update(skip_locked=True).values_list("pk", flat=True)[:1000])
-        if not ids:
-            return 0
-        return Assignment.objects.filter(pk__in=ids, status=AssignmentStatus.LEASED).update(
-            status=AssignmentStatus.EXPIRED
+        prompt_ids = list(
+            Prompt.objects.filter(pk__in=passed.values("prompt_id")).select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:1000]
         )
+        expired = list(
+            passed.filter(prompt_id__in=prompt_ids).select_for_update(skip_locked=True).values_list("pk", "prompt_id")
+        )
+        if not expired:
+            return 0
+        Assignment.objects.filter(pk__in=[pk for pk, _ in expired]).update(status=AssignmentStatus.EXPIRED)
+        prompts_by_count = defaultdict(list)
+        for prompt_id, n in Counter(prompt_id for _, prompt_id in expired).items():
+            prompts_by_count[n].append(prompt_id)
+        for n, ids in prompts_by_count.items():
+            _slots_move(ids, kind, -n, project)
+    return len(expired)
 
 
 def _gold_due(project: Project, user, kind: str) -> bool:
@@ -122,54 +169,66 @@ def task_next(*, project: Project, user, kind: str, now: datetime | None = None)
     if kind not in QUEUE_KINDS:
         raise AnnotationError(f"unknown task kind {kind!r}; choose demonstration or ranking")
     now = now or timezone.now()
-    leases_expire(project=project, kind=kind, now=now)
-    current = (
-        Assignment.objects.filter(
-            project=project, user=user, kind=kind, status=AssignmentStatus.LEASED, expires_at__gt=now
-        )
+    # One look at the project's leases: this labeler's own, and any that have passed and want a sweep.
+    leases = list(
+        Assignment.objects.filter(project=project, kind=kind, status=AssignmentStatus.LEASED)
+        .filter(Q(user=user) | Q(expires_at__lte=now))
         .select_related("prompt", "project")
         .order_by("leased_at", "id")
-        .first()
     )
+    if any(lease.expires_at <= now for lease in leases):
+        leases_expire(project=project, kind=kind, now=now)
+    current = next((lease for lease in leases if lease.user_id == user.pk and lease.expires_at > now), None)
     if current is not None:
         return current
     pools = (True, False) if _gold_due(project, user, kind) else (False,)
     for gold in pools:
         for _ in range(_CLAIM_ATTEMPTS):
             with transaction.atomic():
-                prompt = _candidates(project, user, kind, now, gold=gold).select_for_update(skip_locked=True).first()
+                prompt = _candidates(project, user, kind, gold=gold).select_for_update(skip_locked=True).first()
                 if prompt is None:
                     break
-                if not gold and slots_taken(prompt.pk, kind, now) >= project.labels_per_item:
-                    continue  # a concurrent labeler filled it between our snapshot and our lock
-                assignment = _claim(project, prompt, user, kind, now)
+                assignment = _lease(project, prompt, user, kind, now)
                 if assignment is not None:
+                    _slots_move([prompt.pk], kind, 1, project)
                     return assignment
     return None
 
 
-def _claim(project: Project, prompt: Prompt, user, kind: str, now: datetime) -> Assignment | None:
+_LEASE_SQL = """
+INSERT INTO {table} (project_id, prompt_id, kind, user_id, status, leased_at, expires_at, finished_at, skip_reason)
+VALUES (%s, %s, %s, %s, %s, %s, %s, NULL, '')
+ON CONFLICT (prompt_id, kind, user_id) DO UPDATE
+SET status = excluded.status, leased_at = excluded.leased_at, expires_at = excluded.expires_at, finished_at = NULL
+WHERE {table}.status = %s
+RETURNING id
+"""
+
+
+def _lease(project: Project, prompt: Prompt, user, kind: str, now: datetime) -> Assignment | None:
+    """Lease ``prompt`` to ``user`` in one statement: a new row, or the labeler's own EXPIRED one again.
+    None when the labeler already holds a live row for it (a second tab got there first)."""
     expires = now + timedelta(seconds=project.lease_seconds)
-    mine = Assignment.objects.filter(prompt=prompt, kind=kind, user=user)
-    if mine.filter(status=AssignmentStatus.EXPIRED).update(
-        status=AssignmentStatus.LEASED, leased_at=now, expires_at=expires, finished_at=None
-    ):
-        return mine.select_related("prompt", "project").get()
-    try:
-        with transaction.atomic():
-            assignment = Assignment.objects.create(
-                project=project, prompt=prompt, kind=kind, user=user, expires_at=expires
-            )
-    except IntegrityError:
-        return None  # this labeler already holds a row for the item (a second tab got there first)
-    assignment.prompt, assignment.project = prompt, project
-    return assignment
+    moment = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LEASE_SQL.format(table=connection.ops.quote_name(Assignment._meta.db_table)),
+            [project.pk, prompt.pk, kind, user.pk, AssignmentStatus.LEASED, moment(now), moment(expires),
+             AssignmentStatus.EXPIRED],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Assignment(pk=row[0], project=project, prompt=prompt, kind=kind, user=user,
+                      status=AssignmentStatus.LEASED, leased_at=now, expires_at=expires)
 
 
 def _locked(assignment: Assignment, user, kind: str | None) -> Assignment:
-    """Lock the prompt then the assignment (the order task_next uses) and check whose task it is."""
+    """Lock the prompt then the assignment (the order every transition uses) and check whose task it is."""
     prompt = Prompt.objects.select_for_update().filter(pk=assignment.prompt_id).first()
-    locked = Assignment.objects.select_for_update().filter(pk=assignment.pk).first()
+    locked = (
+        Assignment.objects.select_for_update(of=("self",)).select_related("project").filter(pk=assignment.pk).first()
+    )
     if locked is None or prompt is None:
         raise AnnotationError("this task no longer exists")
     if locked.user_id != getattr(user, "pk", None):
@@ -177,7 +236,6 @@ def _locked(assignment: Assignment, user, kind: str | None) -> Assignment:
     if kind is not None and locked.kind != kind:
         raise AnnotationError(f"this is a {locked.kind} task, not a {kind} task")
     locked.prompt = prompt
-    locked.project = Project.objects.get(pk=locked.project_id)
     return locked
 
 
@@ -190,16 +248,24 @@ def _ensure_open(assignment: Assignment, now: datetime) -> None:
         raise AnnotationError("this task was rejected in review and went back to the queue")
     if status == AssignmentStatus.SUBMITTED:
         raise AnnotationError("this task was already submitted")
-    expired = status == AssignmentStatus.EXPIRED or assignment.expires_at <= now
-    if expired and not assignment.prompt.is_gold:
-        others = slots_taken(assignment.prompt_id, assignment.kind, now)
-        if others >= assignment.project.labels_per_item:
+    if status == AssignmentStatus.EXPIRED:
+        # The sweep gave the slot back; take it again if it is still free.
+        prompt, project = assignment.prompt, assignment.project
+        if not prompt.is_gold and getattr(prompt, _TAKEN[assignment.kind]) >= project.labels_per_item:
             raise AnnotationError("your lease on this task expired and another labeler took it; take the next one")
+        _slots_move([prompt.pk], assignment.kind, 1, project)
 
 
 def _finish(assignment: Assignment, now: datetime) -> None:
     Assignment.objects.filter(pk=assignment.pk).update(status=AssignmentStatus.SUBMITTED, finished_at=now)
     assignment.status, assignment.finished_at = AssignmentStatus.SUBMITTED, now
+
+
+def _submitted(assignment: Assignment, model):
+    """The label already recorded for this assignment (a repeated submission), else None."""
+    if assignment.status in (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED):
+        return model.objects.filter(assignment=assignment).first()
+    return None
 
 
 def _review_fields(project: Project) -> dict:
@@ -221,7 +287,7 @@ def demonstration_submit(*, assignment: Assignment, user, content: str, time_spe
     now = now or timezone.now()
     with transaction.atomic():
         locked = _locked(assignment, user, TaskKind.DEMONSTRATION)
-        existing = Demonstration.objects.filter(assignment=locked).first()
+        existing = _submitted(locked, Demonstration)
         if existing is not None:
             return existing
         content = (content or "").strip()
@@ -283,7 +349,7 @@ def ranking_submit(*, assignment: Assignment, user, order: list[list[int]], flag
     now = now or timezone.now()
     with transaction.atomic():
         locked = _locked(assignment, user, TaskKind.RANKING)
-        existing = Ranking.objects.filter(assignment=locked).first()
+        existing = _submitted(locked, Ranking)
         if existing is not None:
             return existing
         shown = list(completions_to_rank(locked.prompt).values_list("pk", flat=True))
@@ -311,11 +377,27 @@ def task_skip(*, assignment: Assignment, user, reason: str, now: datetime | None
             return locked
         if locked.status in (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED):
             raise AnnotationError("this task was already submitted; it cannot be skipped")
+        if locked.status == AssignmentStatus.LEASED:
+            _slots_move([locked.prompt_id], locked.kind, -1, locked.project)
         Assignment.objects.filter(pk=locked.pk).update(
             status=AssignmentStatus.SKIPPED, skip_reason=reason[:200], finished_at=now
         )
-        locked.refresh_from_db()
+        locked.status, locked.skip_reason, locked.finished_at = AssignmentStatus.SKIPPED, reason[:200], now
     return locked
+
+
+def assignment_return(*, assignment_id: int, now: datetime | None = None) -> None:
+    """A label rejected in review: its assignment becomes RETURNED and the slot goes back to the pool.
+    Runs in the caller's transaction (review_reject's)."""
+    prompt_id = Assignment.objects.filter(pk=assignment_id).values_list("prompt_id", flat=True).first()
+    if prompt_id is None:
+        return
+    Prompt.objects.select_for_update().filter(pk=prompt_id).first()
+    locked = Assignment.objects.select_for_update(of=("self",)).select_related("project").get(pk=assignment_id)
+    if locked.status != AssignmentStatus.SUBMITTED:
+        return
+    Assignment.objects.filter(pk=locked.pk).update(status=AssignmentStatus.RETURNED, finished_at=now or timezone.now())
+    _slots_move([prompt_id], locked.kind, -1, locked.project)
 
 
 def prompt_flag(*, prompt: Prompt, user, reason: str) -> Prompt:

@@ -18,14 +18,13 @@ from django.utils import timezone
 
 from annotation.errors import AnnotationError
 from annotation.models import (
-    Assignment,
-    AssignmentStatus,
     Demonstration,
     Project,
     Ranking,
     ReviewState,
     TaskKind,
 )
+from annotation.queue import assignment_return
 
 MODELS = {TaskKind.DEMONSTRATION: Demonstration, TaskKind.RANKING: Ranking}
 
@@ -94,7 +93,5 @@ def review_reject(*, item, reviewer, reason: str):
             reviewer=reviewer, reviewed_at=timezone.now(), review_comment=reason,
         )
         if item.assignment_id is not None:
-            Assignment.objects.filter(pk=item.assignment_id, status=AssignmentStatus.SUBMITTED).update(
-                status=AssignmentStatus.RETURNED, finished_at=timezone.now()
-            )
+            assignment_return(assignment_id=item.assignment_id)
     return item

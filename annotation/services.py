@@ -12,6 +12,7 @@ from django.utils.text import slugify
 from annotation.errors import AnnotationError
 from annotation.models import Completion, Membership, Project, Prompt, PromptSource, Role
 from annotation.prompt_text import normalized_hash, to_messages
+from annotation.queue import slots_recount
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_ACCOUNTS = [("alice", Role.MANAGER), ("bob", Role.LABELER), ("charlie", Role.LABELER), ("dave", Role.REVIEWER)]
@@ -97,13 +98,16 @@ def completions_add(*, prompt: Prompt, texts: list[str], model_version=None, sam
     Used by the training app's sampling runs; keep this signature stable. A model can emit NUL
     characters, which PostgreSQL text columns refuse: they are dropped.
     """
-    return Completion.objects.bulk_create(
-        [
-            Completion(prompt=prompt, text=text.replace("\x00", ""), model_version=model_version, sampling_run=sampling_run,
-                       sampling_params=sampling_params or {})
-            for text in texts
-        ]
-    )
+    with transaction.atomic():
+        completions = Completion.objects.bulk_create(
+            [
+                Completion(prompt=prompt, text=text.replace("\x00", ""), model_version=model_version,
+                           sampling_run=sampling_run, sampling_params=sampling_params or {})
+                for text in texts
+            ]
+        )
+        slots_recount(prompt.project, Prompt.objects.filter(pk=prompt.pk))  # K of them open a ranking slot
+    return completions
 
 
 PROJECT_SETTINGS = {
@@ -126,7 +130,12 @@ def project_update(*, project: Project, **fields) -> Project:
         value = fields.get(name, getattr(project, name))
         if not 0 <= value <= 1:
             raise AnnotationError(f"{name.replace('_', ' ')} must be a share between 0 and 1")
+    recount = any(fields.get(name, getattr(project, name)) != getattr(project, name)
+                  for name in ("labels_per_item", "completions_per_prompt"))
     for name, value in fields.items():
         setattr(project, name, value)
-    project.save(update_fields=list(fields) or None)
+    with transaction.atomic():
+        project.save(update_fields=list(fields) or None)
+        if recount:
+            slots_recount(project)  # which items still have an open slot depends on both settings
     return project

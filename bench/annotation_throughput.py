@@ -5,8 +5,8 @@ For N prompts, simulated labelers (distinct users, token auth, no think time) ta
 test client (the whole Django/DRF stack, no socket). Peers in the same run, on the same database:
 
 - ``service``: ``task_next`` + ``demonstration_submit`` called directly (the queue's own cost:
-  expiry sweep, candidate query under ``select_for_update(skip_locked)``, slot recount, idempotent
-  insert, review sampling), no HTTP layer;
+  lease look-up, claim of the first open prompt under ``select_for_update(skip_locked)``, lease
+  upsert and slot count, idempotent insert, review sampling), no HTTP layer;
 - ``bare``: ``Demonstration.objects.create`` per item, the least any label store can do.
 
 Prints p50/p99 per call, labels/s and the ratios. Label Studio or Argilla are not installable here,
@@ -15,10 +15,14 @@ throwaway data dir unless ``DATABASE_URL`` points elsewhere.
 
 With ``--concurrent N`` it also runs N labelers at once, each a thread with its own HTTP client, against
 an in-process live server (or ``--url`` of a running server on the same ``DATABASE_URL``, e.g.
-PostgreSQL) for up to ``--seconds``, and reports latency, labels/s, overlaps and lost submissions.
+PostgreSQL) for up to ``--seconds``, on a project of ``--concurrent-items`` prompts, and reports
+latency, labels/s, overlaps and lost submissions, and the machine's CPU per request. With no think
+time (the default) N callers keep N requests in flight, so the run is CPU-bound and its latency is
+N x CPU per request / cores (Little's law): the line after the CPU figure says what that bound is.
+``--think-ms`` gives each labeler a pause between items, as people take, for latency at a real load.
 
 Run: .venv/bin/python bench/annotation_throughput.py [--items 300] [--labelers 4] [--labels-per-item 1]
-     [--concurrent 20 --seconds 20 [--url http://127.0.0.1:PORT]]
+     [--concurrent 50 --seconds 20 [--think-ms 0] [--concurrent-only] [--url http://127.0.0.1:PORT]]
 """
 
 import argparse
@@ -154,8 +158,22 @@ def check(result: dict, labels_per_item: int, items: int) -> str:
     return line
 
 
-def run_concurrent(items: int, labelers: int, labels_per_item: int, seconds: float, url: str | None) -> dict:
-    """``labelers`` threads, each a distinct user with its own HTTP client, next+submit with no think time."""
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far (all cores; Linux ``/proc/stat``), 0 elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(v) for v in fields]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def run_concurrent(items: int, labelers: int, labels_per_item: int, seconds: float, url: str | None,
+                   think_ms: float = 0.0) -> dict:
+    """``labelers`` threads, each a distinct user with its own HTTP client: next, submit, then (with
+    ``think_ms``) a pause drawn from an exponential distribution of that mean, as a person would take."""
+    import random
     import threading
 
     import httpx
@@ -178,11 +196,14 @@ def run_concurrent(items: int, labelers: int, labels_per_item: int, seconds: flo
     base = f"{url}/api/projects/{project.slug}"
     next_ms, submit_ms, errors, done = [], [], [], [0]
     lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
+    deadline = float("inf")
     drained = [0]
 
-    def labeler(token: str) -> None:
+    def labeler(token: str, seed: int) -> None:
+        pause = random.Random(seed)
         with httpx.Client(headers={"Authorization": f"Token {token}"}, timeout=30) as client:
+            client.get(f"{base}/")  # untimed: the connection, and each server worker's first request
+            started.wait()
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
                 response = client.get(f"{base}/tasks/next/?kind=demonstration")
@@ -205,18 +226,47 @@ def run_concurrent(items: int, labelers: int, labels_per_item: int, seconds: flo
                         done[0] += 1
                     else:
                         errors.append(f"submit {submitted.status_code}")
+                if think_ms:
+                    time.sleep(min(pause.expovariate(1000 / think_ms), max(0.0, deadline - time.perf_counter())))
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=labeler, args=(token,)) for token in tokens]
+    started = threading.Event()
+    threads = [threading.Thread(target=labeler, args=(token, i)) for i, token in enumerate(tokens)]
     for thread in threads:
         thread.start()
+    time.sleep(2)  # let every labeler warm up, then start the clock for all of them at once
+    deadline = time.perf_counter() + seconds
+    cpu0, own0, start = machine_cpu_seconds(), time.process_time(), time.perf_counter()
+    started.set()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
+    cpu, own = machine_cpu_seconds() - cpu0, time.process_time() - own0
     if server is not None:
         server.terminate()
     return {"next": next_ms, "submit": submit_ms, "done": done[0], "seconds": elapsed, "project": project,
-            "errors": errors, "drained": drained[0] == labelers}
+            "errors": errors, "drained": drained[0] == labelers, "machine_cpu": cpu, "client_cpu": own}
+
+
+def report_concurrent(http: dict, labelers: int, think_ms: float, labels_per_item: int, items: int) -> None:
+    """Latency, throughput, correctness, and where the CPU went (with the bound it puts on latency)."""
+    for name, ms in (("http next-task", http["next"]), ("http submit", http["submit"])):
+        p50, p99 = percentiles(ms)
+        print(f"{name:<20} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  (n={len(ms)}, {labelers} labelers, "
+              f"think {think_ms:g} ms)")
+    print(f"http     {http['done'] / http['seconds']:8.1f} labels/s  errors={len(http['errors'])} "
+          f"{sorted(set(http['errors']))[:5]}")
+    print(f"http     {check(http, labels_per_item, items)}")
+    requests = len(http["next"]) + len(http["submit"])
+    if requests and http["machine_cpu"]:
+        cores = os.cpu_count() or 1
+        per_request = http["machine_cpu"] / requests * 1000
+        print(f"cpu      machine {http['machine_cpu'] / http['seconds'] / cores:.0%} busy of {cores} cores; "
+              f"{per_request:.2f} ms of CPU per request (server + database + this client), "
+              f"{http['client_cpu'] / requests * 1000:.2f} ms of it in this client")
+        if not think_ms:
+            # Little's law: with no think time, N callers each wait N x (CPU per request) / cores on average.
+            print(f"cpu      so with {labelers} callers and no think time the mean latency cannot drop below "
+                  f"{labelers * per_request / cores:.0f} ms on this machine")
 
 
 def main() -> None:
@@ -227,6 +277,11 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=0,
                         help="also run this many labelers at once over HTTP (threads, a live server)")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the concurrent run lasts at most")
+    parser.add_argument("--concurrent-items", type=int, default=20000,
+                        help="prompts in the concurrent run's project (enough that it does not drain)")
+    parser.add_argument("--think-ms", type=float, default=0.0,
+                        help="mean pause of each labeler between submit and next (exponential); 0 = none")
+    parser.add_argument("--concurrent-only", action="store_true", help="skip the sequential api/service/bare runs")
     parser.add_argument("--url", default=None,
                         help="a running server on the same DATABASE_URL (default: an in-process live server)")
     args = parser.parse_args()
@@ -236,10 +291,19 @@ def main() -> None:
 
     print(f"database={connection.vendor} items={args.items} labelers={args.labelers} "
           f"labels_per_item={args.labels_per_item}")
-    api = run_api(args.items, args.labelers, args.labels_per_item)
-    service = run_service(args.items, args.labelers, args.labels_per_item)
-    bare = run_bare(args.items * args.labels_per_item)
+    if not args.concurrent_only:
+        sequential(args.items, args.labelers, args.labels_per_item)
+    if args.concurrent:
+        http = run_concurrent(args.concurrent_items, args.concurrent, args.labels_per_item, args.seconds, args.url,
+                              args.think_ms)
+        report_concurrent(http, args.concurrent, args.think_ms, args.labels_per_item, args.concurrent_items)
 
+
+def sequential(items: int, labelers: int, labels_per_item: int) -> None:
+    """One caller at a time: the API, the service layer under it and a bare insert, on the same database."""
+    api = run_api(items, labelers, labels_per_item)
+    service = run_service(items, labelers, labels_per_item)
+    bare = run_bare(items * labels_per_item)
     rows = [("api next-task", api["next"]), ("api submit", api["submit"]),
             ("service task_next", service["next"]), ("service submit", service["submit"]),
             ("bare ORM insert", bare["create"])]
@@ -248,23 +312,14 @@ def main() -> None:
         print(f"{name:<20} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  (n={len(ms)})")
     for name, result in (("api", api), ("service", service), ("bare", bare)):
         print(f"{name:<8} {result['done'] / result['seconds']:8.1f} labels/s")
-    print(f"api      {check(api, args.labels_per_item, args.items)}")
-    print(f"service  {check(service, args.labels_per_item, args.items)}")
-    if args.concurrent:
-        http = run_concurrent(args.items, args.concurrent, args.labels_per_item, args.seconds, args.url)
-        for name, ms in (("http next-task", http["next"]), ("http submit", http["submit"])):
-            p50, p99 = percentiles(ms)
-            print(f"{name:<20} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  (n={len(ms)}, {args.concurrent} labelers)")
-        print(f"http     {http['done'] / http['seconds']:8.1f} labels/s  errors={len(http['errors'])} "
-              f"{sorted(set(http['errors']))[:5]}")
-        print(f"http     {check(http, args.labels_per_item, args.items)}")
+    print(f"api      {check(api, labels_per_item, items)}")
+    print(f"service  {check(service, labels_per_item, items)}")
     bare_p50 = percentiles(bare["create"])[0]
     api_pair = percentiles(api["next"])[0] + percentiles(api["submit"])[0]
     service_pair = percentiles(service["next"])[0] + percentiles(service["submit"])[0]
     print(f"ratio api (next+submit p50) / bare insert p50 = {api_pair / bare_p50:.1f}x")
     print(f"ratio service (next+submit p50) / bare insert p50 = {service_pair / bare_p50:.1f}x")
     print(f"ratio labels/s bare / api = {bare['done'] / bare['seconds'] / (api['done'] / api['seconds']):.1f}x")
-
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ from annotation.selectors import MANAGERS, project_for_user
 from training.corpus import corpus_from_demonstrations, corpus_upload
 from training.errors import TrainingError
 from training.models import Corpus, ModelVersion, RunKind, VersionKind
-from training.pretrain import PretrainConfig
+from training.pretrain_config import PretrainConfig
 from training.runs import run_create
 
 

@@ -18,42 +18,14 @@ import math
 import random
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from training.distributed import all_reduce_sum, average_gradients, barrier, world
+from training.pretrain_config import PretrainConfig
 from training.reporting import NullReporter, Reporter, TrainingDiverged
-
-
-@dataclass
-class PretrainConfig:
-    from_scratch: bool = True
-    vocab_size: int = 1024
-    n_layer: int = 4
-    n_embd: int = 128
-    n_head: int = 4
-    block_size: int = 128
-    batch_size: int = 16  # sequences per optimizer step, over all processes
-    max_steps: int = 300
-    learning_rate: float = 3e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 20
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    eval_fraction: float = 0.1
-    eval_every: int = 50
-    checkpoint_every: int = 100
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, values: dict) -> PretrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown pre-training setting(s): {', '.join(unknown)}")
-        return cls(**values)
 
 
 def read_documents(corpus_path: Path) -> list[str]:

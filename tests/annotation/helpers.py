@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from annotation.models import Completion, Prompt
 from annotation.prompt_text import normalized_hash
+from annotation.services import completions_add
 
 
 def prompt(project, text: str, **fields) -> Prompt:
@@ -13,5 +14,5 @@ def prompt(project, text: str, **fields) -> Prompt:
 
 def rankable(project, text: str, k: int | None = None, **fields) -> tuple[Prompt, list[Completion]]:
     p = prompt(project, text, **fields)
-    completions = [Completion.objects.create(prompt=p, text=f"{text} answer {i}") for i in range(k or project.completions_per_prompt)]
+    completions = completions_add(prompt=p, texts=[f"{text} answer {i}" for i in range(k or project.completions_per_prompt)])
     return p, completions

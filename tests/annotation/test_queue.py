@@ -245,26 +245,27 @@ def test_an_unknown_kind_is_refused(project, bob):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL (DATABASE_URL)")
 def test_concurrent_labelers_fill_every_slot_exactly(project, make_user):
-    """20 labelers on threads pull and submit until the queue is empty (PostgreSQL only)."""
+    """20 labelers on threads pull and submit until 2,000 slots are full (PostgreSQL only)."""
     import threading
 
     from django.db import connections
 
-    from annotation.models import Membership, Role
+    from annotation.models import Membership, Prompt, Role
+    from annotation.prompt_text import normalized_hash
 
     project.labels_per_item = 2
     project.review_rate = 0
     project.save()
-    for i in range(100):
-        prompt(project, f"item {i}")
+    messages = [[{"role": "user", "content": f"item {i}"}] for i in range(1000)]
+    Prompt.objects.bulk_create(Prompt(project=project, messages=m, normalized_hash=normalized_hash(m)) for m in messages)
     labelers = [make_user(f"labeler{i}") for i in range(20)]
     Membership.objects.bulk_create(Membership(project=project, user=u, role=Role.LABELER) for u in labelers)
-    errors = []
+    errors, acknowledged = [], []
 
     def work(user):
         try:
             while (task := task_next(project=project, user=user, kind=DEMO)) is not None:
-                demonstration_submit(assignment=task, user=user, content=f"by {user.username}")
+                acknowledged.append(demonstration_submit(assignment=task, user=user, content=f"by {user.username}").pk)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
@@ -280,5 +281,7 @@ def test_concurrent_labelers_fill_every_slot_exactly(project, make_user):
     per_prompt = {}
     for demo in Demonstration.objects.all():
         per_prompt.setdefault(demo.prompt_id, []).append(demo.author_id)
-    assert len(per_prompt) == 100
+    assert len(per_prompt) == 1000
     assert all(len(authors) == 2 and len(set(authors)) == 2 for authors in per_prompt.values())
+    assert sorted(acknowledged) == sorted(Demonstration.objects.values_list("pk", flat=True))  # none lost
+    assert not Prompt.objects.filter(project=project, demonstration_open=True).exists()
