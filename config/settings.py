@@ -120,10 +120,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_int("DATABASE_POOL_SIZE", 4) > 0:
-    # A pool per process (psycopg_pool): under ASGI every request runs in its own thread, so per-thread
-    # persistent connections (CONN_MAX_AGE) pile up to max_connections; a fresh connection per request
-    # costs PostgreSQL a process fork. Requests wait for a free connection instead.
+elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("TUNELOOP_WEB_PROCESS")
+      and env_int("DATABASE_POOL_SIZE", 4) > 0):
+    # A pool per web process (psycopg_pool): under ASGI every request runs in its own thread, so
+    # per-thread persistent connections (CONN_MAX_AGE) pile up to max_connections, and a fresh
+    # connection per request costs PostgreSQL a process fork. Requests wait for a free connection
+    # instead. Only in web servers (config/wsgi.py, config/asgi.py): a pool must not be inherited
+    # through a fork, as Celery's prefork workers would.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,

@@ -38,3 +38,22 @@ def test_a_malformed_boolean_names_the_variable(tmp_path):
     result = _load_settings(tmp_path, DEBUG="maybe")
     assert result.returncode != 0
     assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def _pool_of(tmp_path, **env):
+    clean = {k: v for k, v in os.environ.items() if k not in ("TUNELOOP_WEB_PROCESS", "DATABASE_POOL_SIZE")}
+    clean.update({"TUNELOOP_DATA_DIR": str(tmp_path), "TUNELOOP_EMBEDDED": "1", "DJANGO_SETTINGS_MODULE": "config.settings",
+                  "DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test", **env})
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+         "print(settings.DATABASES['default'].get('OPTIONS', {}).get('pool'))"],
+        cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_web_processes_pool_postgresql_connections_and_workers_do_not(tmp_path):
+    assert "'max_size': 4" in _pool_of(tmp_path, TUNELOOP_WEB_PROCESS="1")
+    assert _pool_of(tmp_path) == "None"  # a Celery prefork worker must not inherit a pool through fork
+    assert _pool_of(tmp_path, TUNELOOP_WEB_PROCESS="1", DATABASE_POOL_SIZE="0") == "None"
