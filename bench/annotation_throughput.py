@@ -204,6 +204,8 @@ def run_concurrent(items: int, labelers: int, labels_per_item: int, seconds: flo
         with httpx.Client(headers={"Authorization": f"Token {token}"}, timeout=30) as client:
             client.get(f"{base}/")  # untimed: the connection, and each server worker's first request
             started.wait()
+            if think_ms:  # start as people do, not all in the same millisecond
+                time.sleep(pause.expovariate(1000 / think_ms))
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
                 response = client.get(f"{base}/tasks/next/?kind=demonstration")
