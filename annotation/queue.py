@@ -6,12 +6,10 @@
                                  |  \\--task_skip--> SKIPPED            SUBMITTED --review_reject--> RETURNED
                                  \\--lease passes--> EXPIRED --task_next (same labeler, slot free)--> LEASED
 
-A prompt has ``project.labels_per_item`` slots per kind. A slot is taken by a LEASED assignment (until
-the sweep marks its passed lease EXPIRED), a SUBMITTED one and, for demonstrations, an imported answer;
-SKIPPED, EXPIRED and RETURNED ones give it back. The prompt row itself counts them
-(``demonstrations_taken``, ``rankings_taken``) and says whether one is open (``demonstration_open``,
-``ranking_open``); every transition changes the count under the prompt's row lock, taken before any
-assignment lock, so the count is the truth ``slots_recount`` would find.
+A prompt has ``project.labels_per_item`` slots per kind; the prompt row counts the taken ones and
+says whether one is open (``annotation.slots``). SKIPPED, EXPIRED and RETURNED assignments give their
+slot back. Every transition here moves the count under the prompt's row lock, taken before any
+assignment lock, so the count stays what ``slots_recount`` would find.
 
 Claiming is ``SELECT ... FOR UPDATE SKIP LOCKED`` of the first open prompt through a partial index,
 then the lease upsert and the count in the same transaction. PostgreSQL re-checks the locked row's
@@ -29,26 +27,18 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import (
-    BooleanField,
-    Count,
     Exists,
-    ExpressionWrapper,
     F,
-    IntegerField,
     OuterRef,
     Q,
     QuerySet,
-    Subquery,
-    Value,
 )
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.errors import AnnotationError
 from annotation.models import (
     Assignment,
     AssignmentStatus,
-    Completion,
     Demonstration,
     Project,
     Prompt,
@@ -59,60 +49,12 @@ from annotation.models import (
 )
 from annotation.prompt_text import PromptFormatError, normalized_hash, to_messages
 from annotation.selectors import completions_to_rank
+from annotation.slots import KINDS, OPEN, TAKEN, has_completions, slots_move
 
 FLAGS = ("unsafe", "factually_wrong", "not_helpful", "personal_data")
-QUEUE_KINDS = (TaskKind.DEMONSTRATION, TaskKind.RANKING)
+QUEUE_KINDS = KINDS
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 _CLAIM_ATTEMPTS = 5
-_TAKEN = {TaskKind.DEMONSTRATION: "demonstrations_taken", TaskKind.RANKING: "rankings_taken"}
-_OPEN = {TaskKind.DEMONSTRATION: "demonstration_open", TaskKind.RANKING: "ranking_open"}
-_HOLDING = (AssignmentStatus.LEASED, AssignmentStatus.SUBMITTED)
-
-
-def _count_of(queryset: QuerySet, field: str = "prompt"):
-    """A correlated COUNT(*) subquery (no GROUP BY on the outer query, so FOR UPDATE stays legal)."""
-    counted = queryset.order_by().values(field).annotate(n=Count("pk")).values("n")[:1]
-    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
-
-
-def _has_completions(project: Project) -> Exists:
-    """The prompt has the K completions a ranking task shows."""
-    k = project.completions_per_prompt
-    return Exists(Completion.objects.filter(prompt=OuterRef("pk")).order_by("id")[k - 1:k])
-
-
-def _open(kind: str, project: Project, delta: int = 0) -> ExpressionWrapper:
-    """Whether a slot of ``kind`` is open once the count has moved by ``delta`` (in an UPDATE's SET,
-    the columns read are the row's values before the update)."""
-    still_free = Q(**{f"{_TAKEN[kind]}__lt": project.labels_per_item - delta})
-    if kind == TaskKind.RANKING:
-        still_free &= _has_completions(project)
-    return ExpressionWrapper(still_free, output_field=BooleanField())
-
-
-def _slots_move(prompt_ids, kind: str, delta: int, project: Project) -> None:
-    """Take (``delta`` > 0) or give back slots of prompts whose rows this transaction has locked."""
-    taken = _TAKEN[kind]
-    Prompt.objects.filter(pk__in=prompt_ids).update(**{taken: F(taken) + delta, _OPEN[kind]: _open(kind, project, delta)})
-
-
-def slots_recount(project: Project, prompts: QuerySet[Prompt] | None = None) -> int:
-    """Count the slots of ``prompts`` (default: all of the project's) again from their assignments and
-    labels, and whether each is open under the project's current settings. Locks the rows first, so no
-    claim commits between the count and the write. Returns how many prompts were counted."""
-    prompts = Prompt.objects.filter(project=project) if prompts is None else prompts
-    holding = {kind: Assignment.objects.filter(prompt=OuterRef("pk"), kind=kind, status__in=_HOLDING)
-               for kind in QUEUE_KINDS}
-    imported = Demonstration.objects.filter(prompt=OuterRef("pk"), assignment__isnull=True)
-    with transaction.atomic():
-        ids = list(prompts.select_for_update().values_list("pk", flat=True))
-        rows = Prompt.objects.filter(pk__in=ids)
-        rows.update(demonstrations_taken=_count_of(holding[TaskKind.DEMONSTRATION]) + _count_of(imported),
-                    rankings_taken=_count_of(holding[TaskKind.RANKING]))
-        rows.update(**{_OPEN[kind]: _open(kind, project) for kind in QUEUE_KINDS})
-    return len(ids)
-
-
 def _candidates(project: Project, user, kind: str, *, gold: bool) -> QuerySet[Prompt]:
     """Prompts ``user`` may be handed now, first come first served; gold items ignore the slot limit."""
     mine = Assignment.objects.filter(prompt=OuterRef("pk"), kind=kind, user=user).exclude(
@@ -121,9 +63,9 @@ def _candidates(project: Project, user, kind: str, *, gold: bool) -> QuerySet[Pr
     if gold:
         prompts = Prompt.objects.filter(project=project, is_gold=True)
         if kind == TaskKind.RANKING:
-            prompts = prompts.filter(_has_completions(project))
+            prompts = prompts.filter(has_completions(project))
     else:
-        prompts = Prompt.objects.filter(project=project, is_gold=False, **{_OPEN[kind]: True})
+        prompts = Prompt.objects.filter(project=project, is_gold=False, **{OPEN[kind]: True})
     return prompts.filter(~Exists(mine)).order_by("id")
 
 
@@ -150,7 +92,7 @@ def leases_expire(*, project: Project, kind: str, now: datetime | None = None) -
         for prompt_id, n in Counter(prompt_id for _, prompt_id in expired).items():
             prompts_by_count[n].append(prompt_id)
         for n, ids in prompts_by_count.items():
-            _slots_move(ids, kind, -n, project)
+            slots_move(ids, kind, -n, project)
     return len(expired)
 
 
@@ -190,7 +132,7 @@ def task_next(*, project: Project, user, kind: str, now: datetime | None = None)
                     break
                 assignment = _lease(project, prompt, user, kind, now)
                 if assignment is not None:
-                    _slots_move([prompt.pk], kind, 1, project)
+                    slots_move([prompt.pk], kind, 1, project)
                     return assignment
     return None
 
@@ -251,9 +193,9 @@ def _ensure_open(assignment: Assignment, now: datetime) -> None:
     if status == AssignmentStatus.EXPIRED:
         # The sweep gave the slot back; take it again if it is still free.
         prompt, project = assignment.prompt, assignment.project
-        if not prompt.is_gold and getattr(prompt, _TAKEN[assignment.kind]) >= project.labels_per_item:
+        if not prompt.is_gold and getattr(prompt, TAKEN[assignment.kind]) >= project.labels_per_item:
             raise AnnotationError("your lease on this task expired and another labeler took it; take the next one")
-        _slots_move([prompt.pk], assignment.kind, 1, project)
+        slots_move([prompt.pk], assignment.kind, 1, project)
 
 
 def _finish(assignment: Assignment, now: datetime) -> None:
@@ -378,7 +320,7 @@ def task_skip(*, assignment: Assignment, user, reason: str, now: datetime | None
         if locked.status in (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED):
             raise AnnotationError("this task was already submitted; it cannot be skipped")
         if locked.status == AssignmentStatus.LEASED:
-            _slots_move([locked.prompt_id], locked.kind, -1, locked.project)
+            slots_move([locked.prompt_id], locked.kind, -1, locked.project)
         Assignment.objects.filter(pk=locked.pk).update(
             status=AssignmentStatus.SKIPPED, skip_reason=reason[:200], finished_at=now
         )
@@ -397,7 +339,7 @@ def assignment_return(*, assignment_id: int, now: datetime | None = None) -> Non
     if locked.status != AssignmentStatus.SUBMITTED:
         return
     Assignment.objects.filter(pk=locked.pk).update(status=AssignmentStatus.RETURNED, finished_at=now or timezone.now())
-    _slots_move([prompt_id], locked.kind, -1, locked.project)
+    slots_move([prompt_id], locked.kind, -1, locked.project)
 
 
 def prompt_flag(*, prompt: Prompt, user, reason: str) -> Prompt:

@@ -12,7 +12,7 @@ from django.utils.text import slugify
 from annotation.errors import AnnotationError
 from annotation.models import Completion, Membership, Project, Prompt, PromptSource, Role
 from annotation.prompt_text import normalized_hash, to_messages
-from annotation.queue import slots_recount
+from annotation.slots import slots_recount
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_ACCOUNTS = [("alice", Role.MANAGER), ("bob", Role.LABELER), ("charlie", Role.LABELER), ("dave", Role.REVIEWER)]

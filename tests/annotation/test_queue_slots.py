@@ -9,9 +9,10 @@ from django.utils import timezone
 
 from annotation.imports import prompts_import_records
 from annotation.models import Prompt, TaskKind
-from annotation.queue import demonstration_submit, ranking_submit, slots_recount, task_next, task_skip
+from annotation.queue import demonstration_submit, ranking_submit, task_next, task_skip
 from annotation.review import review_reject
 from annotation.services import completions_add, project_update
+from annotation.slots import slots_recount
 from tests.annotation.helpers import prompt
 
 DEMO, RANK = TaskKind.DEMONSTRATION, TaskKind.RANKING
