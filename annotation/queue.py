@@ -26,13 +26,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import (
-    Exists,
-    F,
-    OuterRef,
-    Q,
-    QuerySet,
-)
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from annotation.errors import AnnotationError
@@ -55,6 +49,8 @@ FLAGS = ("unsafe", "factually_wrong", "not_helpful", "personal_data")
 QUEUE_KINDS = KINDS
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 _CLAIM_ATTEMPTS = 5
+
+
 def _candidates(project: Project, user, kind: str, *, gold: bool) -> QuerySet[Prompt]:
     """Prompts ``user`` may be handed now, first come first served; gold items ignore the slot limit."""
     mine = Assignment.objects.filter(prompt=OuterRef("pk"), kind=kind, user=user).exclude(
@@ -334,7 +330,7 @@ def assignment_return(*, assignment_id: int, now: datetime | None = None) -> Non
     prompt_id = Assignment.objects.filter(pk=assignment_id).values_list("prompt_id", flat=True).first()
     if prompt_id is None:
         return
-    Prompt.objects.select_for_update().filter(pk=prompt_id).first()
+    Prompt.objects.select_for_update().filter(pk=prompt_id).first()  # lock order: the prompt, then the assignment
     locked = Assignment.objects.select_for_update(of=("self",)).select_related("project").get(pk=assignment_id)
     if locked.status != AssignmentStatus.SUBMITTED:
         return

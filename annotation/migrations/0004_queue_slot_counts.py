@@ -66,7 +66,6 @@ class Migration(migrations.Migration):
             name='rankings_taken',
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
-        migrations.RunPython(count_slots, migrations.RunPython.noop),
         migrations.AddIndex(
             model_name='assignment',
             index=models.Index(fields=['project', 'user', 'kind'], name='assignment_by_labeler'),
@@ -83,4 +82,6 @@ class Migration(migrations.Migration):
             model_name='prompt',
             index=models.Index(condition=models.Q(('is_gold', True)), fields=['project', 'id'], name='prompt_gold'),
         ),
+        # After the indexes: PostgreSQL refuses CREATE INDEX on a table with pending trigger events.
+        migrations.RunPython(count_slots, migrations.RunPython.noop),
     ]
