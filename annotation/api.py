@@ -21,8 +21,9 @@ from rest_framework.response import Response
 from annotation import api_serializers as s
 from annotation.errors import AnnotationError
 from annotation.imports import ImportFailed, prompts_import, prompts_import_records
-from annotation.models import AssignmentStatus, Demonstration, Ranking, ReviewState, TaskKind
+from annotation.models import Demonstration, Ranking, ReviewState, TaskKind
 from annotation.queue import (
+    LABELLED,
     demonstration_submit,
     prompt_flag,
     prompt_write,
@@ -240,7 +241,7 @@ class TaskDemonstration(AnnotationView):
     def post(self, request, slug: str, task_id: int):
         """Submit your answer; a retried request returns the first answer (200) and records nothing new."""
         assignment = assignment_of(self.project(), request.user, task_id)
-        repeated = assignment.status in (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED)
+        repeated = assignment.status in LABELLED
         data = self.parsed(s.DemonstrationSubmitSerializer)
         demo = demonstration_submit(assignment=assignment, user=request.user, **data)
         return Response(self.get_serializer(demo).data, status=status.HTTP_200_OK if repeated else 201)
@@ -253,7 +254,7 @@ class TaskRanking(AnnotationView):
     def post(self, request, slug: str, task_id: int):
         """Submit tiers of the shown completion ids, best first (ties share a tier); retries are idempotent."""
         assignment = assignment_of(self.project(), request.user, task_id)
-        repeated = assignment.status in (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED)
+        repeated = assignment.status in LABELLED
         data = self.parsed(s.RankingSubmitSerializer)
         ranking = ranking_submit(assignment=assignment, user=request.user, **data)
         return Response(self.get_serializer(ranking).data, status=status.HTTP_200_OK if repeated else 201)

@@ -46,7 +46,8 @@ from annotation.selectors import completions_to_rank
 from annotation.slots import KINDS, OPEN, TAKEN, has_completions, slots_move
 
 FLAGS = ("unsafe", "factually_wrong", "not_helpful", "personal_data")
-QUEUE_KINDS = KINDS
+# An assignment in one of these has its label recorded: submitting again returns that label.
+LABELLED = (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED)
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 _CLAIM_ATTEMPTS = 5
 
@@ -104,7 +105,7 @@ def _gold_due(project: Project, user, kind: str) -> bool:
 
 def task_next(*, project: Project, user, kind: str, now: datetime | None = None) -> Assignment | None:
     """The labeler's live lease of this kind, else a newly claimed slot, else None (nothing left)."""
-    if kind not in QUEUE_KINDS:
+    if kind not in KINDS:
         raise AnnotationError(f"unknown task kind {kind!r}; choose demonstration or ranking")
     now = now or timezone.now()
     # One look at the project's leases: this labeler's own, and any that have passed and want a sweep.
@@ -201,7 +202,7 @@ def _finish(assignment: Assignment, now: datetime) -> None:
 
 def _submitted(assignment: Assignment, model):
     """The label already recorded for this assignment (a repeated submission), else None."""
-    if assignment.status in (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED):
+    if assignment.status in LABELLED:
         return model.objects.filter(assignment=assignment).first()
     return None
 
@@ -313,7 +314,7 @@ def task_skip(*, assignment: Assignment, user, reason: str, now: datetime | None
         locked = _locked(assignment, user, None)
         if locked.status == AssignmentStatus.SKIPPED:
             return locked
-        if locked.status in (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED):
+        if locked.status in LABELLED:
             raise AnnotationError("this task was already submitted; it cannot be skipped")
         if locked.status == AssignmentStatus.LEASED:
             slots_move([locked.prompt_id], locked.kind, -1, locked.project)
