@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from annotation import api_serializers as s
 from annotation.errors import AnnotationError
 from annotation.imports import ImportFailed, prompts_import, prompts_import_records
-from annotation.models import Demonstration, Ranking, ReviewState, TaskKind
+from annotation.models import Demonstration, Invitation, Ranking, ReviewState, TaskKind
 from annotation.queue import (
     LABELLED,
     demonstration_submit,
@@ -33,18 +33,22 @@ from annotation.queue import (
 )
 from annotation.review import review_approve, review_edit, review_queue, review_reject
 from annotation.selectors import (
+    CREATORS_ONLY,
     EVERYONE,
     MANAGERS,
     REVIEWERS,
     assignment_of,
+    invitation_for,
+    invitations_for,
     labeler_summary,
     labels_visible_to,
+    may_create_projects,
     project_for_user,
     projects_for_user,
     prompt_of,
     prompts_of,
 )
-from annotation.services import membership_set, project_create
+from annotation.services import invitation_accept, invitation_decline, membership_invite, project_create
 
 ROLE_NEEDED = {MANAGERS: "only managers of this project can do this",
                REVIEWERS: "only reviewers and managers of this project can do this"}
@@ -138,7 +142,9 @@ class ProjectList(ListModelMixin, AnnotationView):
 
     @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer})
     def post(self, request):
-        """Start a project; you become its manager."""
+        """Start a project (who may: the site setting ``TUNELOOP_PROJECT_CREATORS``); you become its manager."""
+        if not may_create_projects(request.user):
+            raise PermissionDenied(CREATORS_ONLY)
         project = project_create(created_by=request.user, **self.parsed(s.ProjectCreateSerializer))
         project.requester_role = "manager"
         return Response(self.get_serializer(project).data, status=status.HTTP_201_CREATED)
@@ -363,12 +369,44 @@ class MemberList(ListModelMixin, AnnotationView):
         members = self.project().memberships.select_related("user").order_by("role", "user__username")
         return self.page(members, s.MemberSerializer)
 
-    @extend_schema(request=s.MemberSetSerializer, responses={200: s.MemberSerializer})
+    @extend_schema(request=s.MemberSetSerializer,
+                   responses={200: s.MemberSerializer, 201: OpenApiResponse(s.InvitationSerializer,
+                                                                            "an invitation the user must accept")})
     def post(self, request, slug: str):
-        """Add a user by username with a role, or change their role (managers)."""
+        """Invite a user by username with a role (201, an invitation), or change a member's role (200) (managers).
+
+        The user joins when they accept (``POST /api/invitations/<id>/accept/``); a site admin's
+        additions take effect at once.
+        """
         project = self.project()
         data = self.parsed(s.MemberSetSerializer)
         user = get_user_model().objects.filter(username=data["username"]).first()
         if user is None:
             raise AnnotationError(f"there is no user named {data['username']!r}")
-        return Response(self.get_serializer(membership_set(project=project, user=user, role=data["role"])).data)
+        added = membership_invite(project=project, user=user, role=data["role"], invited_by=request.user)
+        if isinstance(added, Invitation):
+            return Response(s.InvitationSerializer(added).data, status=status.HTTP_201_CREATED)
+        return Response(self.get_serializer(added).data)
+
+
+class InvitationList(ListModelMixin, GenericAPIView):
+    serializer_class = s.InvitationSerializer
+
+    def get(self, request):
+        """Invitations waiting for your answer."""
+        page = self.paginate_queryset(invitations_for(request.user))
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+
+class InvitationAnswer(GenericAPIView):
+    serializer_class = s.MemberSerializer
+    answer = "accept"
+
+    @extend_schema(request=None, responses={200: s.MemberSerializer, 204: None})
+    def post(self, request, invitation_id: int):
+        """Accept (200, your membership) or decline (204) one of your invitations; anyone else's is a 404."""
+        invitation = invitation_for(request.user, invitation_id)
+        if self.answer == "accept":
+            return Response(self.get_serializer(invitation_accept(invitation=invitation, user=request.user)).data)
+        invitation_decline(invitation=invitation, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

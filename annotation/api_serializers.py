@@ -11,7 +11,17 @@ import hashlib
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from annotation.models import Assignment, Demonstration, Membership, Project, Prompt, Ranking, Role, TaskKind
+from annotation.models import (
+    Assignment,
+    Demonstration,
+    Invitation,
+    Membership,
+    Project,
+    Prompt,
+    Ranking,
+    Role,
+    TaskKind,
+)
 from annotation.pairs import ranking_pairs
 from annotation.selectors import completions_to_rank
 
@@ -182,3 +192,14 @@ class MemberSerializer(serializers.ModelSerializer):
 class MemberSetSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     role = serializers.ChoiceField(choices=Role.choices)
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    project = serializers.CharField(source="project.slug", read_only=True)
+    project_name = serializers.CharField(source="project.name", read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+    invited_by = serializers.CharField(source="invited_by.username", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "project", "project_name", "username", "role", "invited_by", "created_at"]

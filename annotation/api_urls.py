@@ -10,6 +10,11 @@ P = "api/projects/<slug:slug>/"
 
 urlpatterns = [
     path("api/projects/", api.ProjectList.as_view(), name="projects"),
+    path("api/invitations/", api.InvitationList.as_view(), name="invitations"),
+    path("api/invitations/<int:invitation_id>/accept/", api.InvitationAnswer.as_view(answer="accept"),
+         name="invitation-accept"),
+    path("api/invitations/<int:invitation_id>/decline/", api.InvitationAnswer.as_view(answer="decline"),
+         name="invitation-decline"),
     path(P, api.ProjectDetail.as_view(), name="project"),
     path(P + "prompts/", api.PromptList.as_view(), name="prompts"),
     path(P + "prompts/upload/", api.PromptUpload.as_view(), name="prompts-upload"),

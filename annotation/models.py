@@ -86,6 +86,30 @@ class Membership(models.Model):
         return f"{self.user} {self.role} of {self.project}"
 
 
+class Invitation(models.Model):
+    """A pending offer of a role in a project: a membership only once the invited user accepts it.
+
+    Nobody becomes a member of a project without saying yes (a site admin excepted), so a project
+    cannot pull a user's chat or API traffic in behind their back.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="invitations")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="invitations")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="invitation_once_per_project"),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="invitation_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} invited as {self.role} of {self.project}"
+
+
 class PromptSource(models.TextChoices):
     IMPORT = "import", "Imported"
     LABELER = "labeler", "Written by a labeler"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404
 
@@ -16,6 +17,7 @@ from annotation.models import (
     AssignmentStatus,
     Completion,
     Demonstration,
+    Invitation,
     Membership,
     Project,
     Prompt,
@@ -27,6 +29,35 @@ from annotation.models import (
 
 def projects_for_user(user) -> QuerySet[Membership]:
     return Membership.objects.filter(user=user).select_related("project").order_by("project__name")
+
+
+CREATORS_ONLY = ("Only staff can start projects on this site (TUNELOOP_PROJECT_CREATORS=staff); "
+                 "ask an administrator to create one for you.")
+
+
+def may_create_projects(user) -> bool:
+    """The site setting ``PROJECT_CREATORS``: ``staff`` (staff and superusers) or ``anyone`` signed in."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return settings.PROJECT_CREATORS == "anyone" or user.is_staff or user.is_superuser
+
+
+def invitations_for(user) -> QuerySet[Invitation]:
+    """Invitations waiting for ``user``'s answer, newest first."""
+    return Invitation.objects.filter(user=user).select_related("project", "invited_by")
+
+
+def invitation_for(user, invitation_id: int) -> Invitation:
+    """One of ``user``'s own pending invitations; anyone else's is a 404."""
+    invitation = invitations_for(user).filter(pk=invitation_id).first()
+    if invitation is None:
+        raise Http404("No such invitation")
+    return invitation
+
+
+def invitations_of(project: Project) -> QuerySet[Invitation]:
+    """The project's pending invitations (what its managers see beside the members)."""
+    return Invitation.objects.filter(project=project).select_related("user", "invited_by")
 
 
 def role_in(user, project: Project) -> str | None:

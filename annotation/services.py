@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from annotation.errors import AnnotationError
-from annotation.models import Completion, Membership, Project, Prompt, PromptSource, Role
+from annotation.models import Completion, Invitation, Membership, Project, Prompt, PromptSource, Role
 from annotation.prompt_text import normalized_hash, to_messages
 from annotation.slots import slots_recount
 
@@ -35,11 +35,48 @@ def project_create(*, name: str, created_by, slug: str | None = None, **fields) 
     return project
 
 
-def membership_set(*, project: Project, user, role: str) -> Membership:
+def _check_role(role: str) -> None:
     if role not in Role.values:
         raise AnnotationError(f"unknown role {role!r}; choose one of {', '.join(Role.values)}")
-    membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+
+
+def membership_set(*, project: Project, user, role: str) -> Membership:
+    """Make ``user`` a member in ``role`` at once, no consent asked: for fixtures, the demo and site admins.
+
+    What a manager does from the members page or the API is ``membership_invite``.
+    """
+    _check_role(role)
+    with transaction.atomic():
+        membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
+        Invitation.objects.filter(project=project, user=user).delete()
     return membership
+
+
+def membership_invite(*, project: Project, user, role: str, invited_by) -> Membership | Invitation:
+    """A manager adds ``user`` in ``role``: an ``Invitation`` the user accepts or declines.
+
+    An existing member's role changes at once (they joined already), and a site admin's
+    (superuser's) additions take effect at once too. Inviting again replaces the pending role.
+    """
+    _check_role(role)
+    if invited_by.is_superuser or Membership.objects.filter(project=project, user=user).exists():
+        return membership_set(project=project, user=user, role=role)
+    invitation, _ = Invitation.objects.update_or_create(project=project, user=user,
+                                                        defaults={"role": role, "invited_by": invited_by})
+    return invitation
+
+
+def invitation_accept(*, invitation: Invitation, user) -> Membership:
+    """The invited user says yes: they become a member in the offered role."""
+    if invitation.user_id != user.pk:
+        raise AnnotationError("this invitation is for someone else")
+    return membership_set(project=invitation.project, user=user, role=invitation.role)
+
+
+def invitation_decline(*, invitation: Invitation, user) -> None:
+    if invitation.user_id != user.pk:
+        raise AnnotationError("this invitation is for someone else")
+    invitation.delete()
 
 
 def prompt_create(*, project: Project, record: dict, source: str = PromptSource.IMPORT, created_by=None) -> Prompt:

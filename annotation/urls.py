@@ -10,6 +10,10 @@ P = "projects/<slug:slug>/"
 
 urlpatterns: list = [
     path("projects/new/", views_manage.project_new, name="project-new"),
+    path("invitations/<int:invitation_id>/accept/", views_manage.invitation_answer, {"answer": "accept"},
+         name="invitation-accept"),
+    path("invitations/<int:invitation_id>/decline/", views_manage.invitation_answer, {"answer": "decline"},
+         name="invitation-decline"),
     path(P, views.overview, name="project"),
     path(P + "write/", views.write_page, name="write"),
     path(P + "label/demonstration/", views.write_page, name="write-alias"),

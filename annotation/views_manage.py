@@ -1,15 +1,30 @@
-"""Manager pages: new project, settings, members (the prompt import is in ``views_import``)."""
+"""Manager pages: new project, settings, members, and the invited user's answer (import: ``views_import``)."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
 from annotation.errors import AnnotationError
 from annotation.forms import MemberForm, ProjectNewForm, ProjectSettingsForm
-from annotation.selectors import MANAGERS, project_for_user
-from annotation.services import membership_set, project_create
+from annotation.models import Invitation
+from annotation.selectors import (
+    CREATORS_ONLY,
+    MANAGERS,
+    invitation_for,
+    invitations_of,
+    may_create_projects,
+    project_for_user,
+)
+from annotation.services import (
+    invitation_accept,
+    invitation_decline,
+    membership_invite,
+    project_create,
+)
 
 try:  # anno-core's update service, when present; the settings form saves through it
     from annotation.services import project_update
@@ -19,7 +34,9 @@ except ImportError:  # pragma: no cover - until the service lands
 
 @login_required
 def project_new(request):
-    """Anyone signed in may start a project; its creator becomes its manager."""
+    """Who may start a project is the site setting ``PROJECT_CREATORS``; the creator becomes its manager."""
+    if not may_create_projects(request.user):
+        raise PermissionDenied(CREATORS_ONLY)
     form = ProjectNewForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -56,14 +73,34 @@ def members_page(request, slug: str):
     project = project_for_user(request.user, slug, MANAGERS)
     form = MemberForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = form.cleaned_data["username"]
+        user, role = form.cleaned_data["username"], form.cleaned_data["role"]
         try:
-            membership_set(project=project, user=user, role=form.cleaned_data["role"])
+            added = membership_invite(project=project, user=user, role=role, invited_by=request.user)
         except AnnotationError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"{user.username} is now a {form.cleaned_data['role']} of {project.name}.")
+            if isinstance(added, Invitation):
+                messages.success(request, f"{user.username} is invited as {role}; they join once they accept "
+                                          "on their home page.")
+            else:
+                messages.success(request, f"{user.username} is now a {role} of {project.name}.")
             return redirect("annotation:members", slug=project.slug)
     members = project.memberships.select_related("user").order_by("role", "user__username")
-    return render(request, "annotation/members.html", {"project": project, "form": form, "members": members},
+    return render(request, "annotation/members.html", {"project": project, "form": form, "members": members,
+                                                       "invitations": invitations_of(project)},
                   status=400 if form.errors else 200)
+
+
+@login_required
+@require_POST
+def invitation_answer(request, invitation_id: int, answer: str):
+    """The invited user accepts (and lands in the project) or declines an invitation of their own."""
+    invitation = invitation_for(request.user, invitation_id)
+    project = invitation.project
+    if answer == "accept":
+        membership = invitation_accept(invitation=invitation, user=request.user)
+        messages.success(request, f"You joined {project.name} as {membership.get_role_display().lower()}.")
+        return redirect("annotation:project", slug=project.slug)
+    invitation_decline(invitation=invitation, user=request.user)
+    messages.success(request, f"You declined the invitation to {project.name}.")
+    return redirect("home")

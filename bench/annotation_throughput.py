@@ -46,13 +46,13 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
 from annotation.models import Demonstration, Prompt, Role  # noqa: E402
 from annotation.prompt_text import normalized_hash  # noqa: E402
 from annotation.queue import demonstration_submit, task_next  # noqa: E402
 from annotation.services import membership_set, project_create  # noqa: E402
+from serving.keys import api_key_create  # noqa: E402
 
 
 def percentiles(ms: list[float]) -> tuple[float, float]:
@@ -83,7 +83,7 @@ def run_api(items: int, labelers: int, labels_per_item: int) -> dict:
     clients = []
     for user in users:
         client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_create(user=user, name='bench')[1]}")
         clients.append(client)
     base = f"/api/projects/{project.slug}"
     next_ms, submit_ms, done = [], [], 0
@@ -192,7 +192,7 @@ def run_concurrent(items: int, labelers: int, labels_per_item: int, seconds: flo
         if server.error:
             raise server.error
         url = f"http://127.0.0.1:{server.port}"
-    tokens = [Token.objects.create(user=user).key for user in users]
+    tokens = [api_key_create(user=user, name="bench")[1] for user in users]
     base = f"{url}/api/projects/{project.slug}"
     next_ms, submit_ms, errors, done = [], [], [], [0]
     lock = threading.Lock()
@@ -201,7 +201,7 @@ def run_concurrent(items: int, labelers: int, labels_per_item: int, seconds: flo
 
     def labeler(token: str, seed: int) -> None:
         pause = random.Random(seed)
-        with httpx.Client(headers={"Authorization": f"Token {token}"}, timeout=30) as client:
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
             client.get(f"{base}/")  # untimed: the connection, and each server worker's first request
             started.wait()
             if think_ms:  # start as people do, not all in the same millisecond

@@ -1,4 +1,8 @@
-"""/healthz: database, broker, a live worker per queue, and the model store; 503 names what is down."""
+"""/healthz: database, broker, a live worker per queue, and the model store; 503 says which is down.
+
+Anyone gets the status of each component; staff also get the problems in words, the live workers'
+names and the model store's path.
+"""
 
 from __future__ import annotations
 
@@ -58,14 +62,23 @@ def _model_store() -> tuple[dict, str | None]:
 
 @require_GET
 def healthz(request):
-    problems = [p for p in (_database(), _broker()) if p]
+    """200 or 503 with a status per component for anyone (load balancers need no login); the problems,
+    worker names and paths only for staff, since they map the machine for an attacker."""
+    database, broker = _database(), _broker()
+    problems = [p for p in (database, broker) if p]
     workers, worker_problems = _workers() if not problems else ({}, [])
     store, store_problem = _model_store() if not problems else ({}, None)
+    reachable = not problems
     problems += worker_problems + ([store_problem] if store_problem else [])
     body = {
         "status": "ok" if not problems else "down",
-        "problems": problems,
-        "workers": workers,
-        "model_store": store,
+        "components": {
+            "database": "down" if database else "ok",
+            "broker": "down" if broker else "ok",
+            "queues": {q: ("ok" if workers.get(q) else "down") if reachable else "unknown" for q in QUEUES},
+            "model_store": ("down" if store_problem else "ok") if reachable else "unknown",
+        },
     }
+    if request.user.is_authenticated and request.user.is_staff:
+        body.update({"problems": problems, "workers": workers, "model_store": store})
     return JsonResponse(body, status=200 if not problems else 503)

@@ -64,7 +64,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
@@ -172,7 +171,8 @@ if not (DEBUG or EMBEDDED):
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        # Personal access tokens: the hashed API keys of serving/keys.py (Bearer tl-…), for /api/ as for /v1.
+        "serving.keys.ApiKeyAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -234,6 +234,24 @@ ENGINE_API_KEY = env_str("TUNELOOP_ENGINE_API_KEY", "")
 ENGINE_CAPACITY = env_int("TUNELOOP_ENGINE_CAPACITY", 2)  # concurrent generations per process
 ENGINE_QUEUE_SECONDS = env_float("TUNELOOP_ENGINE_QUEUE_SECONDS", 30.0)  # then 429
 CHAT_MAX_TOKENS = env_int("TUNELOOP_CHAT_MAX_TOKENS", 256)
+# Limits of the /v1 API and the chat (docs/security.md, "The API, keys and limits").
+GENERATIONS_PER_USER = env_int("TUNELOOP_GENERATIONS_PER_USER", max(1, ENGINE_CAPACITY - 1))
+DEPLOYMENT_MAX_TOKENS = env_int("TUNELOOP_DEPLOYMENT_MAX_TOKENS", 512)  # a new deployment's max_tokens cap
+API_MAX_BODY_BYTES = env_int("TUNELOOP_API_MAX_BODY_BYTES", 1024 * 1024)  # one /v1 request body
+MODERATION_MAX_INPUTS = env_int("TUNELOOP_MODERATION_MAX_INPUTS", 32)
+MODERATION_MAX_CHARS = env_int("TUNELOOP_MODERATION_MAX_CHARS", 32_000)  # per input of /v1/moderations
+# Who may create projects: "staff" (is_staff or superuser) or "anyone" signed in.
+PROJECT_CREATORS = env_str("TUNELOOP_PROJECT_CREATORS", "staff")
+if PROJECT_CREATORS not in ("staff", "anyone"):
+    raise ImproperlyConfiguredEnv("TUNELOOP_PROJECT_CREATORS must be `staff` or `anyone`")
+# A cache shared by every web process (Redis), so per-user limits hold across processes; default: per process.
+CACHE_URL = env_str("TUNELOOP_CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+# Sign-in throttle: failed attempts per username and per client address within the window.
+LOGIN_FAILURES_PER_USER = env_int("TUNELOOP_LOGIN_FAILURES_PER_USER", 5)
+LOGIN_FAILURES_PER_IP = env_int("TUNELOOP_LOGIN_FAILURES_PER_IP", 20)
+LOGIN_WINDOW_SECONDS = env_int("TUNELOOP_LOGIN_WINDOW_SECONDS", 300)
 MODERATION_TIMEOUT_MS = env_float("TUNELOOP_MODERATION_TIMEOUT_MS", 250.0)
 # Characters of an answer generated and moderated before any is shown (serving/pipeline.py): a larger
 # window hides more of a late-flagged answer, at the cost of time to first token.

@@ -3,13 +3,21 @@ from django.http import Http404
 from django.shortcuts import render
 
 from annotation.markdown import render_markdown
-from annotation.selectors import EVERYONE, project_for_user, projects_for_user
+from annotation.selectors import (
+    EVERYONE,
+    invitations_for,
+    may_create_projects,
+    project_for_user,
+    projects_for_user,
+)
 
 
 @login_required
 def home(request):
-    """The landing page: the projects the user belongs to, with their role in each."""
-    return render(request, "home.html", {"memberships": projects_for_user(request.user)})
+    """The landing page: the projects the user belongs to, with their role in each, and invitations to answer."""
+    return render(request, "home.html", {"memberships": projects_for_user(request.user),
+                                         "invitations": invitations_for(request.user),
+                                         "may_create": may_create_projects(request.user)})
 
 
 @login_required

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -17,7 +18,7 @@ from annotation.selectors import EVERYONE, MANAGERS, project_for_user
 from serving import selectors, services
 from serving.errors import ServingError
 from serving.keys import api_key_create, api_key_revoke
-from serving.models import ApiKey, Deployment, Feedback, ModerationEvent
+from serving.models import MAX_TOKENS_CEILING, ApiKey, Deployment, Feedback, ModerationEvent
 
 
 class DeploymentSerializer(serializers.ModelSerializer):
@@ -27,13 +28,20 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Deployment
-        fields = ["id", "policy", "moderation", "is_active", "created_by", "created_at"]
+        fields = ["id", "model", "policy", "moderation", "max_tokens", "is_active", "created_by", "created_at"]
+
+    model = serializers.SerializerMethodField(help_text="The id to use as `model` in /v1/chat/completions.")
+
+    def get_model(self, deployment) -> str:
+        return selectors.model_id(deployment)
 
 
 class DeploymentCreateSerializer(serializers.Serializer):
     policy = serializers.CharField(help_text="Name of a policy version of the project (or a shared base).")
     moderation = serializers.CharField(required=False, allow_blank=True, allow_null=True,
                                        help_text="Name of a moderation version; empty: the shipped moderator.")
+    max_tokens = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TOKENS_CEILING,
+                                          help_text="The most tokens one /v1 answer may ask for (default 512).")
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
@@ -115,7 +123,7 @@ class DeploymentList(ServingView):
             if moderation is None:
                 raise ServingError(f"this project has no moderation version named {data['moderation']!r}")
         deployment = services.deployment_create(project=project, policy=policy, moderation=moderation,
-                                                created_by=request.user)
+                                                created_by=request.user, max_tokens=data.get("max_tokens"))
         return Response(DeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED)
 
 
@@ -174,7 +182,10 @@ class EventReview(ServingView):
 
 
 class KeyList(ServingView):
+    """Your keys; managed from a signed-in session only: a key cannot create or revoke keys."""
+
     serializer_class = ApiKeySerializer
+    authentication_classes = [SessionAuthentication]
 
     def get(self, request):
         page = self.paginate_queryset(ApiKey.objects.filter(user=request.user).order_by("-created_at"))
@@ -182,13 +193,14 @@ class KeyList(ServingView):
 
     @extend_schema(request=ApiKeyCreateSerializer)
     def post(self, request):
-        """A new API key for the OpenAI-compatible API; ``key`` is shown in this answer only."""
+        """A new API key for ``/v1`` and ``/api/`` (Bearer); ``key`` is shown in this answer only."""
         key, raw = api_key_create(user=request.user, name=self.parsed(ApiKeyCreateSerializer)["name"])
         return Response({**ApiKeySerializer(key).data, "key": raw}, status=status.HTTP_201_CREATED)
 
 
 class KeyDetail(ServingView):
     serializer_class = ApiKeySerializer
+    authentication_classes = [SessionAuthentication]
 
     def delete(self, request, key_id: int):
         """Revoke one of your keys; requests with it get 401 from now on."""

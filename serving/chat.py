@@ -8,6 +8,8 @@ slot, raises ``EngineBusy``), ``events()`` (no database: the moderated reply's e
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from django.conf import settings
 from django.db import transaction
 
@@ -15,6 +17,7 @@ from serving import runtime
 from serving.answers import template_text
 from serving.engine import GenerationParams
 from serving.errors import ServingError
+from serving.limits import UserSlot, user_slot
 from serving.models import Conversation, Message, ModerationEvent
 from serving.pipeline import ModeratedReply
 from serving.selectors import active_deployment
@@ -53,6 +56,7 @@ class ChatTurn:
         self.question = next((m for m in reversed(pending) if m.role == Message.Role.USER), None)
         self.shown = ""
         self.answer: Message | None = None
+        self.held_slot: UserSlot | None = None
         engine = runtime.engine_of(deployment)
         project = deployment.project
         self.reply = ModeratedReply(
@@ -107,7 +111,30 @@ class ChatTurn:
     # --- running it
 
     def start(self) -> None:
-        self.reply.start()
+        """Take the user's and the engine's slots, moderate the input and store the question.
+
+        Raises ``EngineBusy`` (``UserBusy`` when the user is at their own cap); on any failure every
+        slot taken so far is given back.
+        """
+        self.held_slot = user_slot(self.conversation.user)
+        try:
+            self.reply.start()
+            self._store_question()
+        except BaseException:
+            self.close()
+            raise
+
+    @contextmanager
+    def guard(self):
+        """Close the turn when anything in the block raises: wrap everything between ``start()`` and the
+        hand-over of the turn to whatever finishes it (``complete()`` or a stream)."""
+        try:
+            yield self
+        except BaseException:
+            self.close()
+            raise
+
+    def _store_question(self) -> None:
         with transaction.atomic():
             if self.conversation.pk is None:
                 self.conversation.save()
@@ -134,6 +161,7 @@ class ChatTurn:
 
     def finish(self) -> Message:
         """Store the answer as the user saw it (the template when moderation replaced the model's)."""
+        self.close()  # generation is over: its slots go back before the database write
         outcome = self.reply.outcome
         self.answer = Message.objects.create(
             conversation=self.conversation, role=Message.Role.ASSISTANT, content=self.shown,
@@ -147,10 +175,21 @@ class ChatTurn:
         return self.answer
 
     def complete(self) -> Message:
-        """After ``start()``: the whole answer at once (non-streaming callers)."""
-        for _ in self.events():
-            pass
-        return self.finish()
+        """After ``start()``: the whole answer at once (non-streaming callers); the slot is freed either way."""
+        try:
+            for _ in self.events():
+                pass
+            return self.finish()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop generation and free the engine's and the user's slots; safe to call any number of times."""
+        try:
+            self.reply.close()
+        finally:
+            if self.held_slot is not None:
+                self.held_slot.release()
 
 
 def _live(project):

@@ -1,4 +1,10 @@
-"""API keys for the OpenAI-compatible API: created per user, shown once, stored as a sha256 only."""
+"""API keys (personal access tokens): created per user, shown once, stored as a sha256 only.
+
+A key authenticates ``/v1`` and the REST API under ``/api/`` as ``Authorization: Bearer tl-…`` and
+acts as its user: it reaches exactly the projects the user is a member of, with the user's role in
+each. Revoking it makes the next request a 401. Keys are managed from a signed-in session only
+(the keys page, or ``/api/keys/`` with the session), so a leaked key cannot mint keys that outlive it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
@@ -32,9 +39,8 @@ def api_key_create(*, user, name: str) -> tuple[ApiKey, str]:
 
 
 def api_key_revoke(*, user, key_id: int) -> ApiKey:
-    key = ApiKey.objects.filter(user=user, pk=key_id).first()
-    if key is None:
-        raise ServingError("no such key")
+    """Revoke one of ``user``'s keys; anyone else's (or no) key is a 404, like every object one cannot see."""
+    key = get_object_or_404(ApiKey, user=user, pk=key_id)
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])

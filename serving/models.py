@@ -1,8 +1,11 @@
 """Deployments, conversations, moderation events, feedback and API keys."""
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+MAX_TOKENS_CEILING = 8192  # no deployment answers longer than this, whatever its manager sets
 
 
 class Deployment(models.Model):
@@ -17,6 +20,9 @@ class Deployment(models.Model):
         "training.ModelVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     is_active = models.BooleanField(default=True)
+    max_tokens = models.PositiveIntegerField(
+        default=512, validators=[MinValueValidator(1), MaxValueValidator(MAX_TOKENS_CEILING)],
+        help_text="The most tokens one /v1 answer may ask for (max_tokens); the chat page uses its own 256.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -26,6 +32,8 @@ class Deployment(models.Model):
             models.UniqueConstraint(
                 fields=["project"], condition=Q(is_active=True), name="deployment_one_active_per_project"
             ),
+            models.CheckConstraint(condition=Q(max_tokens__gte=1, max_tokens__lte=MAX_TOKENS_CEILING),
+                                   name="deployment_max_tokens_range"),
         ]
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.custom_categories import CustomCategories
 from serving.normalize import normalize
 
 __all__ = ["CATEGORIES", "DEFAULT_LEXICON", "HashedClassifier", "ModerationResult", "Moderator",
@@ -205,12 +206,6 @@ def _logit(p: float) -> float:
 
 # --- keyword layers ---
 
-def phrase_pattern(phrase: str) -> str:
-    """A normalised phrase as a whole-word pattern whose words may also be run together ("killyou")."""
-    words = normalize(phrase).split()
-    return r"(?<![a-z0-9])" + r"\s*".join(re.escape(w) for w in words) + r"(?![a-z0-9])"
-
-
 # Threats against a group: a people word and an act of mass violence within a few words of each other
 # ("hang every one of the X from the lampposts", "X need to be wiped off the earth"). The n-gram
 # classifier misses these when the phrasing is new; the two vocabularies generalise where templates
@@ -289,14 +284,6 @@ class Lexicon:
         return found
 
 
-def compile_extra(entries: list[str]) -> tuple[re.Pattern | None, re.Pattern | None]:
-    """(keyword pattern on normalised text, regex pattern on both texts) for one custom category."""
-    words = [phrase_pattern(e) for e in entries if not e.startswith("re:") and normalize(e)]
-    regexes = [e[3:] for e in entries if e.startswith("re:")]
-    return (re.compile("|".join(words)) if words else None,
-            re.compile("|".join(f"(?:{r})" for r in regexes), re.IGNORECASE) if regexes else None)
-
-
 # --- the pipeline ---
 
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="moderation")
@@ -313,7 +300,7 @@ class Moderator:
 
     def __post_init__(self) -> None:
         self._lexicon = Lexicon(self.lexicon)
-        self._extra = {name: compile_extra(list(entries)) for name, entries in self.extra_categories.items()}
+        self._extra = CustomCategories(self.extra_categories)
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -347,10 +334,8 @@ class Moderator:
             if group_threat(norm):
                 for cat in THREAT_CATEGORIES:
                     scores[cat] = max(scores.get(cat, 0.0), LEXICON_SCORE)
-        raw = (text or "").casefold()
-        for name, (words, regex) in self._extra.items():
-            if (words and words.search(norm)) or (regex and (regex.search(norm) or regex.search(raw))):
-                scores[name] = 1.0
+        for name in self._extra.matches(norm, text or ""):
+            scores[name] = 1.0
         for child, parent in PARENTS.items():
             if child in scores and parent in scores:
                 scores[parent] = max(scores[parent], scores[child])

@@ -1,30 +1,41 @@
 """The OpenAI-compatible API: ``/v1/models``, ``/v1/chat/completions`` (streaming or not), ``/v1/moderations``.
 
 Authenticated with a user's API key (``Authorization: Bearer tl-…``, what the official ``openai``
-client sends) or a browser session. ``model`` is a deployed policy version's name (or the
-project's slug), among the live deployments of the caller's projects; anything else is a 404.
+client sends) or a browser session. ``model`` is a live deployment's id, ``<project slug>/<version
+name>`` as ``/v1/models`` lists it; a bare version name or project slug is accepted when exactly one
+live deployment of the caller's projects answers to it (several: 400 listing them; none: 404).
 Errors have OpenAI's shape, ``{"error": {"message", "type", "param", "code"}}``. Every request
 goes through the same moderated pipeline as the chat page and is stored as an ``api`` conversation.
+
+Every parameter is checked before a generation slot is taken, and the slot is given back on every
+path out (``ChatTurn.guard``, ``complete``, the stream's ``finally`` and the response's close).
+Limits (docs/security.md): the body size, ``max_tokens`` per deployment, generations per user, and
+the number and size of ``/v1/moderations`` inputs.
 """
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from serving.chat import ChatTurn, chat_params
 from serving.engine import EngineBusy, EngineError
-from serving.errors import ServingError
+from serving.errors import AmbiguousModel, ServingError
 from serving.keys import ApiKeyAuthentication
+from serving.limits import UserBusy
 from serving.runtime import moderator_for, moderator_of
-from serving.selectors import deployment_for_model, live_deployments_for
+from serving.selectors import deployment_for_model, live_deployments_for, model_id
 from serving.streaming import sse, sse_response, turn_frames
 
 ROLES = ("system", "user", "assistant")
@@ -42,12 +53,45 @@ def bad(param: str, message: str) -> OpenAIError:
     return OpenAIError(message, code="invalid_value", param=param)
 
 
+def too_large(size: int | None = None) -> OpenAIError:
+    limit = settings.API_MAX_BODY_BYTES
+    said = f"is {size} bytes" if size is not None else "is too large"
+    return OpenAIError(f"the request body {said}; the limit is {limit} bytes (TUNELOOP_API_MAX_BODY_BYTES)",
+                       code="request_too_large", status_code=413)
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON bodies up to ``API_MAX_BODY_BYTES``, also when no Content-Length announced the size."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.API_MAX_BODY_BYTES
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise too_large()
+        return super().parse(io.BytesIO(data), media_type, parser_context)
+
+
 class OpenAIView(APIView):
     authentication_classes = [ApiKeyAuthentication, SessionAuthentication]
+    parser_classes = [BoundedJSONParser]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        try:
+            size = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            size = 0
+        if size > settings.API_MAX_BODY_BYTES:
+            raise too_large(size)
 
     def handle_exception(self, exc):
         if isinstance(exc, OpenAIError):
             return Response(exc.body, status=exc.status_code)
+        if isinstance(exc, RequestDataTooBig):
+            return self.handle_exception(too_large())
+        if isinstance(exc, exceptions.UnsupportedMediaType):
+            return Response({"error": {"message": str(exc.detail), "type": "invalid_request_error", "param": None,
+                                       "code": "unsupported_media_type"}}, status=415)
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
             return Response({"error": {"message": str(exc.detail), "type": "invalid_request_error", "param": None,
                                        "code": "invalid_api_key"}}, status=401)
@@ -61,7 +105,8 @@ class OpenAIView(APIView):
 
 
 CHAT_REQUEST = inline_serializer("ChatCompletionRequest", {
-    "model": serializers.CharField(help_text="A deployed version's name (see /v1/models) or a project slug."),
+    "model": serializers.CharField(help_text="A deployed model's id, `<project>/<version>` (see /v1/models); a bare "
+                                             "version name or project slug when only one deployment matches."),
     "messages": inline_serializer("ChatMessage", {"role": serializers.ChoiceField(choices=ROLES),
                                                   "content": serializers.CharField()}, many=True),
     "stream": serializers.BooleanField(required=False),
@@ -79,7 +124,7 @@ MODERATION_REQUEST = inline_serializer("ModerationRequest", {
 class Models(OpenAIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Deployed models you can chat with")
     def get(self, request):
-        data = [{"id": d.policy.name, "object": "model", "created": int(d.created_at.timestamp()),
+        data = [{"id": model_id(d), "object": "model", "created": int(d.created_at.timestamp()),
                  "owned_by": d.project.slug} for d in live_deployments_for(request.user)]
         return Response({"object": "list", "data": data})
 
@@ -119,16 +164,50 @@ def _number(body: dict, name: str, kind, low, high):
     return kind(value)
 
 
-def parse_params(body: dict, project):
+def resolve_model(user, model):
+    """The live deployment ``model`` names (see ``deployment_for_model``): 404 for none, 400 for several."""
+    if not isinstance(model, str) or not model:
+        raise bad("model", "model is required: the id of a deployed model (see /v1/models)")
+    try:
+        deployment = deployment_for_model(user, model)
+    except AmbiguousModel as exc:
+        raise OpenAIError(str(exc), code="model_ambiguous", param="model") from exc
+    if deployment is None:
+        raise OpenAIError(f"The model `{model}` does not exist or is not deployed to any of your projects.",
+                          code="model_not_found", status_code=404, param="model")
+    return deployment
+
+
+def parse_params(body: dict, deployment):
     stop = body.get("stop")
     if stop is not None and not (isinstance(stop, str) or (isinstance(stop, list) and all(isinstance(s, str) for s in stop))):
         raise bad("stop", "stop must be a string or a list of strings")
     if body.get("n", 1) != 1:
         raise bad("n", "only n=1 is supported")
-    max_tokens = _number(body, "max_completion_tokens", int, 1, 8192) or _number(body, "max_tokens", int, 1, 8192)
-    return chat_params(project, max_tokens=max_tokens, temperature=_number(body, "temperature", float, 0, 2),
+    cap = deployment.max_tokens
+    max_tokens = _number(body, "max_completion_tokens", int, 1, cap) or _number(body, "max_tokens", int, 1, cap)
+    return chat_params(deployment.project, max_tokens=max_tokens,
+                       temperature=_number(body, "temperature", float, 0, 2),
                        top_p=_number(body, "top_p", float, 0.0001, 1), stop=stop or None,
                        seed=_number(body, "seed", int, 0, 2**63 - 1))
+
+
+def parse_stream(body: dict) -> tuple[bool, bool]:
+    """(stream, include_usage) from ``stream`` and ``stream_options``, checked like every other parameter."""
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise bad("stream", "stream must be true or false")
+    options = body.get("stream_options")
+    if options is None:
+        return bool(stream), False
+    if not isinstance(options, dict):
+        raise bad("stream_options", "stream_options must be an object, e.g. {\"include_usage\": true}")
+    if not stream:
+        raise bad("stream_options", "stream_options is only allowed with stream=true")
+    include_usage = options.get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise bad("stream_options.include_usage", "include_usage must be true or false")
+    return True, include_usage
 
 
 class ChatCompletions(OpenAIView):
@@ -136,37 +215,36 @@ class ChatCompletions(OpenAIView):
                    summary="OpenAI-compatible chat completion (server-sent events with stream=true), moderated")
     def post(self, request):
         body = request.data if isinstance(request.data, dict) else {}
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise bad("model", "model is required: the name of a deployed version (see /v1/models)")
-        deployment = deployment_for_model(request.user, model)
-        if deployment is None:
-            raise OpenAIError(f"The model `{model}` does not exist or is not deployed to any of your projects.",
-                              code="model_not_found", status_code=404, param="model")
+        deployment = resolve_model(request.user, body.get("model"))
         messages = parse_messages(body.get("messages"))
-        params = parse_params(body, deployment.project)
-        try:
-            turn = ChatTurn.api(deployment=deployment, user=request.user, messages=messages, params=params)
-            turn.start()
-        except EngineBusy as exc:
-            raise OpenAIError(str(exc), code="engine_busy", status_code=429, kind="rate_limit_error") from exc
-        except (EngineError, ServingError) as exc:
-            raise OpenAIError(str(exc), code="engine_error", status_code=503, kind="server_error") from exc
-        ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return sse_response(self.chunks(request, turn, ident, created, deployment.policy.name, include_usage))
-        try:
-            turn.complete()
-        except EngineError as exc:
-            raise OpenAIError(str(exc), code="engine_error", status_code=503, kind="server_error") from exc
-        outcome = turn.reply.outcome
-        return Response({
-            "id": ident, "object": "chat.completion", "created": created, "model": deployment.policy.name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.shown},
-                         "finish_reason": outcome.finish_reason, "logprobs": None}],
-            "usage": usage(turn),
-        })
+        params = parse_params(body, deployment)
+        stream, include_usage = parse_stream(body)
+        # Everything is checked: only now is a slot taken, and every path below gives it back.
+        turn = ChatTurn.api(deployment=deployment, user=request.user, messages=messages, params=params)
+        with turn.guard():
+            try:
+                turn.start()
+            except UserBusy as exc:
+                raise OpenAIError(str(exc), code="too_many_generations", status_code=429,
+                                  kind="rate_limit_error") from exc
+            except EngineBusy as exc:
+                raise OpenAIError(str(exc), code="engine_busy", status_code=429, kind="rate_limit_error") from exc
+            except (EngineError, ServingError) as exc:
+                raise OpenAIError(str(exc), code="engine_error", status_code=503, kind="server_error") from exc
+            ident, created, name = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), model_id(deployment)
+            if stream:
+                return sse_response(self.chunks(request, turn, ident, created, name, include_usage), turn=turn)
+            try:
+                turn.complete()
+            except EngineError as exc:
+                raise OpenAIError(str(exc), code="engine_error", status_code=503, kind="server_error") from exc
+            outcome = turn.reply.outcome
+            return Response({
+                "id": ident, "object": "chat.completion", "created": created, "model": name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.shown},
+                             "finish_reason": outcome.finish_reason, "logprobs": None}],
+                "usage": usage(turn),
+            })
 
     @staticmethod
     def chunks(request, turn, ident, created, model, include_usage):
@@ -219,8 +297,12 @@ class Moderations(OpenAIView):
             texts = [texts]
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
             raise bad("input", "input must be a string or a non-empty list of strings")
-        if len(texts) > 64:
-            raise bad("input", "at most 64 inputs per request")
+        most, longest = settings.MODERATION_MAX_INPUTS, settings.MODERATION_MAX_CHARS
+        if len(texts) > most:
+            raise bad("input", f"at most {most} inputs per request")
+        for i, text in enumerate(texts):
+            if len(text) > longest:
+                raise bad(f"input[{i}]", f"input[{i}] has {len(text)} characters; the limit is {longest}")
         moderator, name = self.moderator(request.user, body.get("model"))
         results = []
         for text in texts:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
+from serving.errors import AmbiguousModel
 from serving.models import (
     Conversation,
     Deployment,
@@ -35,10 +36,31 @@ def live_deployments_for(user) -> QuerySet[Deployment]:
             .select_related("policy", "moderation", "project").order_by("project__name").distinct())
 
 
+def model_id(deployment: Deployment) -> str:
+    """The deployment's id in ``/v1``: ``<project slug>/<version name>``, one per live deployment.
+
+    A version name alone is not enough: the same version (the shared ``base``) can be deployed to
+    several projects, each with its own moderation, templates and event log.
+    """
+    return f"{deployment.project.slug}/{deployment.policy.name}"
+
+
 def deployment_for_model(user, model: str) -> Deployment | None:
-    """The live deployment ``model`` names for ``user``: a policy version name or a project slug."""
+    """The live deployment ``model`` names for ``user``, or None when it names none of them.
+
+    ``model`` is a ``model_id`` (``<project>/<version>``), or, as a shorthand, a version name or a
+    project slug that matches exactly one live deployment of the user's projects. A shorthand that
+    matches several raises ``AmbiguousModel`` with the ids to choose from: never a silent pick,
+    since the pick decides which project's moderation, templates and managers see the messages.
+    """
     live = live_deployments_for(user)
-    return live.filter(policy__name=model).first() or live.filter(project__slug=model).first()
+    slug, sep, name = model.partition("/")
+    if sep:
+        return live.filter(project__slug=slug, policy__name=name).first()
+    matches = list(live.filter(Q(policy__name=model) | Q(project__slug=model)))
+    if len(matches) > 1:
+        raise AmbiguousModel(model, sorted(model_id(d) for d in matches))
+    return matches[0] if matches else None
 
 
 def settings_of(project) -> ServingSettings:

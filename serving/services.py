@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from serving.answers import DEFAULT_CATEGORY, PRIORITY
+from serving.custom_categories import MAX_CATEGORIES, MAX_ENTRIES, pattern_error
 from serving.errors import ServingError
 from serving.models import (
+    MAX_TOKENS_CEILING,
     Deployment,
     Feedback,
     FeedbackKind,
@@ -49,16 +52,21 @@ def _switch(project_id: int, activate) -> Deployment:
         raise ServingError("another deployment of this project happened at the same moment; try again") from exc
 
 
-def deployment_create(*, project, policy, moderation=None, created_by=None) -> Deployment:
+def deployment_create(*, project, policy, moderation=None, created_by=None, max_tokens: int | None = None) -> Deployment:
     """Promote ``policy`` (and optionally a moderation version) to the project's chat.
 
+    ``max_tokens`` caps what one ``/v1`` request may ask for (default ``DEPLOYMENT_MAX_TOKENS``).
     The previous active deployment stays, inactive, for rollback.
     """
     _check_version(policy, "policy", project, "chat model")
     if moderation is not None:
         _check_version(moderation, "moderation", project, "moderation model")
+    max_tokens = settings.DEPLOYMENT_MAX_TOKENS if max_tokens is None else max_tokens
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_CEILING:
+        raise ServingError(f"max_tokens must be a whole number between 1 and {MAX_TOKENS_CEILING}")
     return _switch(project.pk, lambda: Deployment.objects.create(
-        project=project, policy=policy, moderation=moderation, created_by=created_by, is_active=True))
+        project=project, policy=policy, moderation=moderation, created_by=created_by, is_active=True,
+        max_tokens=max_tokens))
 
 
 def deployment_activate(*, deployment: Deployment) -> Deployment:
@@ -105,13 +113,15 @@ def parse_custom_categories(text: str) -> dict[str, list[str]]:
         entries = [e.strip() for e in rest.split(",") if e.strip()]
         if not entries:
             raise ServingError(f"line {number}: category {name!r} needs at least one keyword or re: pattern")
+        if len(entries) > MAX_ENTRIES:
+            raise ServingError(f"line {number}: category {name!r} has {len(entries)} entries; at most {MAX_ENTRIES}")
         for entry in entries:
-            if entry.startswith("re:"):
-                try:
-                    re.compile(entry[3:])
-                except re.error as exc:
-                    raise ServingError(f"line {number}: bad regular expression {entry[3:]!r}: {exc}") from exc
+            why = pattern_error(entry[3:]) if entry.startswith("re:") else None
+            if why:
+                raise ServingError(f"line {number}: the pattern {entry[3:]!r} cannot be used: {why}")
         categories[name] = entries
+        if len(categories) > MAX_CATEGORIES:
+            raise ServingError(f"line {number}: at most {MAX_CATEGORIES} custom categories")
     return categories
 
 

@@ -82,7 +82,7 @@ def turn_stream_sync(turn, *, on_event: Callable, on_done: Callable, on_error: C
 
 def _close(turn, iterator) -> None:
     iterator.close()
-    turn.reply.close()
+    turn.close()
 
 
 def turn_frames(request, turn, **handlers):
@@ -92,8 +92,13 @@ def turn_frames(request, turn, **handlers):
     return turn_stream_sync(turn, **handlers)
 
 
-def sse_response(stream) -> StreamingHttpResponse:
+def sse_response(stream, *, turn=None) -> StreamingHttpResponse:
+    """``stream`` as server-sent events. ``turn`` is closed with the response too: a stream that is never
+    iterated (the client left before the first byte) never runs its own ``finally``, and must not keep
+    its engine slot."""
     response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    if turn is not None:
+        response._resource_closers.append(turn.close)  # what Django runs in ``response.close()``
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     return response

@@ -65,7 +65,7 @@ def _stream(request, project, turn: ChatTurn):
 
     start = sse({"type": "start", "conversation": turn.conversation.pk, "title": turn.conversation.title})
     return sse_response(turn_frames(request, turn, on_event=on_event, on_done=on_done, on_error=on_error,
-                                    first=start))
+                                    first=start), turn=turn)
 
 
 def _begin(turn_factory):

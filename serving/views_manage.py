@@ -3,6 +3,7 @@ template answers and the project's own categories; and every user's API keys."""
 
 from __future__ import annotations
 
+from django.conf import settings as site
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -13,7 +14,7 @@ from serving import selectors, services
 from serving.answers import templates_table
 from serving.errors import ServingError
 from serving.keys import api_key_create, api_key_revoke
-from serving.models import ApiKey
+from serving.models import MAX_TOKENS_CEILING, ApiKey
 from serving.moderation import CATEGORIES
 
 
@@ -33,8 +34,11 @@ def deployments(request, slug: str):
         try:
             if policy is None:
                 raise ServingError("choose a policy version to deploy")
+            max_tokens = request.POST.get("max_tokens") or None
+            if max_tokens is not None and not max_tokens.isdigit():
+                raise ServingError("the answer length cap must be a whole number of tokens")
             services.deployment_create(project=project, policy=policy, moderation=moderation,
-                                       created_by=request.user)
+                                       created_by=request.user, max_tokens=max_tokens and int(max_tokens))
             messages.success(request, f"{policy.name} now answers in the chat and the API.")
         except ServingError as exc:
             messages.error(request, str(exc))
@@ -43,6 +47,7 @@ def deployments(request, slug: str):
         "project": project, "deployments": selectors.deployments_of(project)[:50],
         "active": selectors.active_deployment(project),
         "policies": _versions(project, "policy"), "moderations": _versions(project, "moderation"),
+        "max_tokens": site.DEPLOYMENT_MAX_TOKENS, "ceiling": MAX_TOKENS_CEILING,
     })
 
 

@@ -102,6 +102,14 @@ def deployed(project, tiny_version, alice):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Counters kept in the cache (generations per user, sign-in failures) start at zero in each test."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_model_store(tmp_path, monkeypatch):
     """Each test gets its own model store and runs folder; the settings object is shared."""
     (tmp_path / "models").mkdir()

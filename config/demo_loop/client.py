@@ -36,10 +36,6 @@ class ApiClient:
             self._client = httpx.Client(base_url=self.base_url, headers={"Authorization": authorization}, timeout=600)
 
     @classmethod
-    def for_token(cls, token: str, **kwargs) -> ApiClient:
-        return cls(f"Token {token}", **kwargs)
-
-    @classmethod
     def for_api_key(cls, key: str, **kwargs) -> ApiClient:
         return cls(f"Bearer {key}", **kwargs)
 

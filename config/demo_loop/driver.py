@@ -100,6 +100,10 @@ class LoopDriver:
         })
         for username, role in (("bob", "labeler"), ("charlie", "labeler"), ("dave", "reviewer")):
             alice.post(f"{self.base}/members/", {"username": username, "role": role})
+            # Membership needs consent: each invited person accepts (a member's role change is immediate).
+            for invitation in self.clients[username].get("/api/invitations/").data["results"]:
+                if invitation["project"] == self.settings.slug:
+                    self.clients[username].post(f"/api/invitations/{invitation['id']}/accept/")
         records = [{"prompt": item.prompt} for item in self.train + self.eval]
         report = alice.post(f"{self.base}/prompts/", {"records": records}).data
         return {"prompts": len(records), "import": report}
@@ -182,10 +186,10 @@ class LoopDriver:
 
     def deploy_and_chat(self) -> dict:
         policy = self.result.versions["ppo"]
-        self.clients["alice"].post(f"{self.base}/deployments/", {"policy": policy})
+        model = self.clients["alice"].post(f"{self.base}/deployments/", {"policy": policy}).data["model"]
         question = self.eval[0].prompt if self.eval else self.train[0].prompt
         answer = self.chat.post("/v1/chat/completions", {
-            "model": policy, "messages": [{"role": "user", "content": question}], "max_tokens": 48,
+            "model": model, "messages": [{"role": "user", "content": question}], "max_tokens": 48,
             "temperature": 0,
         }).data
         self.result.chat_answer = answer["choices"][0]["message"]["content"]

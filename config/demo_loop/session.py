@@ -36,13 +36,16 @@ BASE_PROFILE = LoopSettings(
 
 
 def people(password: str | None = None) -> dict:
-    """The four demo accounts (created when missing), by name."""
+    """The four demo accounts (created when missing), by name; alice, the manager, is staff, as in
+    ``load_demo``: by default only staff start projects (``TUNELOOP_PROJECT_CREATORS``)."""
+    from annotation.models import Role
     from annotation.services import DEMO_ACCOUNTS
 
     User = get_user_model()
     users = {}
-    for username, _role in DEMO_ACCOUNTS:
-        user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.org"})
+    for username, role in DEMO_ACCOUNTS:
+        user, created = User.objects.get_or_create(username=username, defaults={"email": f"{username}@example.org",
+                                                                               "is_staff": role == Role.MANAGER})
         if created and password:
             user.set_password(password)
             user.save()
@@ -51,16 +54,12 @@ def people(password: str | None = None) -> dict:
 
 
 def api_clients(users: dict, *, base_url: str | None = None) -> tuple[dict[str, ApiClient], ApiClient]:
-    """A REST token per person, and bob's key for the OpenAI-compatible API."""
-    from rest_framework.authtoken.models import Token
-
+    """A personal access token (API key) per person for the REST API, and bob's key for ``/v1``."""
     from serving.keys import api_key_create
 
-    clients = {}
-    for name, user in users.items():
-        token, _ = Token.objects.get_or_create(user=user)
-        clients[name] = ApiClient.for_token(token.key, base_url=base_url)
-    _, key = api_key_create(user=users["bob"], name="demo loop")
+    clients = {name: ApiClient.for_api_key(api_key_create(user=user, name="demo loop")[1], base_url=base_url)
+               for name, user in users.items()}
+    _, key = api_key_create(user=users["bob"], name="demo loop chat")
     return clients, ApiClient.for_api_key(key, base_url=base_url)
 
 

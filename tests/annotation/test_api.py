@@ -3,16 +3,16 @@
 import io
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotation.models import Demonstration, Prompt, Role
 from annotation.selectors import approved_demonstrations
+from serving.keys import api_key_create
 
 
 def api_as(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_create(user=user, name='tests')[1]}")
     return client
 
 
@@ -161,15 +161,24 @@ def test_labelers_list_their_own_labels_and_reviewers_list_all(project, alice, b
 
 
 def test_projects_and_members_are_managed_through_the_api(project, alice, bob, eve):
+    eve.is_staff = True  # who may start projects is a site setting; by default, staff
+    eve.save()
     created = api_as(eve).post("/api/projects/", {"name": "Eve's lab", "labels_per_item": 2}, format="json")
     assert created.status_code == 201 and created.json()["role"] == "manager"
     assert [p["slug"] for p in api_as(eve).get("/api/projects/").json()["results"]] == ["eves-lab"]
     duplicate = api_as(eve).post("/api/projects/", {"name": "Eve's lab"}, format="json")
     assert duplicate.status_code == 400 and "already exists" in duplicate.json()["detail"]
 
-    added = api_as(alice).post(f"{base(project)}/members/", {"username": "eve", "role": Role.LABELER}, format="json")
-    assert added.status_code == 200 and added.json()["role"] == "labeler"
+    invited = api_as(alice).post(f"{base(project)}/members/", {"username": "eve", "role": Role.LABELER}, format="json")
+    assert invited.status_code == 201 and invited.json()["role"] == "labeler"
+    assert api_as(eve).get(f"{base(project)}/").status_code == 404, "not a member before accepting"
+    waiting = api_as(eve).get("/api/invitations/").json()["results"]
+    assert [(i["project"], i["role"], i["invited_by"]) for i in waiting] == [("assistant", "labeler", "alice")]
+    accepted = api_as(eve).post(f"/api/invitations/{waiting[0]['id']}/accept/")
+    assert accepted.status_code == 200 and accepted.json()["role"] == "labeler"
     assert api_as(eve).get(f"{base(project)}/").json()["role"] == "labeler"
+    promoted = api_as(alice).post(f"{base(project)}/members/", {"username": "eve", "role": "reviewer"}, format="json")
+    assert promoted.status_code == 200 and promoted.json()["role"] == "reviewer", "a member's role changes at once"
     missing = api_as(alice).post(f"{base(project)}/members/", {"username": "zed", "role": "labeler"}, format="json")
     assert missing.status_code == 400 and missing.json() == {"detail": "there is no user named 'zed'"}
     members = api_as(alice).get(f"{base(project)}/members/").json()["results"]

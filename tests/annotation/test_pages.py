@@ -265,6 +265,11 @@ def test_manager_changes_settings_and_invites(as_user, project, alice, eve):
                                              "review_rate": 2, "gold_rate": 0, "lease_seconds": 900})
     assert bad.status_code == 400 and "K must be between 2 and 9." in bad.content.decode()
     assert c.post(url(project, "members/"), {"username": "eve", "role": "labeler"}).status_code == 302
+    assert "waiting for them to accept" in c.get(url(project, "members/")).content.decode()
+    assert as_user(eve).get(url(project, "write/")).status_code == 404, "no member before accepting"
+    invitation = eve.invitations.get()
+    assert f"/invitations/{invitation.pk}/accept/" in as_user(eve).get("/").content.decode()
+    assert as_user(eve).post(f"/invitations/{invitation.pk}/accept/").status_code == 302
     assert as_user(eve).get(url(project, "write/")).status_code == 200
     missing = as_user(alice).post(url(project, "members/"), {"username": "nobody", "role": "labeler"})
     assert "No account named" in missing.content.decode()
@@ -284,8 +289,11 @@ def test_import_reports_bad_lines_and_imports_nothing(as_user, project, alice):
     assert Prompt.objects.filter(project=project).count() == 2
 
 
-def test_anyone_signed_in_starts_a_project_and_manages_it(as_user, bob):
+def test_staff_start_projects_by_default_and_anyone_when_the_site_allows(as_user, bob, settings):
     c = as_user(bob)
+    assert c.get("/projects/new/").status_code == 403
+    assert "New project" not in c.get("/").content.decode()
+    settings.PROJECT_CREATORS = "anyone"
     assert c.get("/projects/new/").status_code == 200
     response = c.post("/projects/new/", {"name": "Poems", "guidelines": "", "completions_per_prompt": 4,
                                          "labels_per_item": 1, "review_rate": 0.2})

@@ -2,17 +2,17 @@
 a labeler gets 403 on manager and reviewer endpoints, and nobody reaches another labeler's task."""
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotation.models import Demonstration, Ranking, ReviewState
 from annotation.queue import demonstration_submit, ranking_submit, task_next
+from serving.keys import api_key_create
 from tests.annotation.helpers import prompt, rankable
 
 
 def api_as(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_create(user=user, name='tests')[1]}")
     return client
 
 

@@ -68,7 +68,7 @@ def test_up_serves_login_reports_healthy_with_a_live_worker_and_stops_both_on_ct
             pass
         time.sleep(1)
     assert health is not None and health.status_code == 200, (data_dir / "up.log").read_text()[-3000:]
-    assert health.json()["workers"]["training"]
+    assert health.json()["components"]["queues"]["training"] == "ok"
     login = httpx.get(f"{url}/accounts/login/")
     assert login.status_code == 200 and "Log in to Tuneloop" in login.text
     log = (data_dir / "up.log").read_text()

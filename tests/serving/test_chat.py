@@ -127,7 +127,7 @@ def test_a_new_deployment_answers_the_next_message_without_a_restart(client, ali
 
     scripted("a")
     client.force_login(bob)
-    send(client, project, "one")
+    sse_events(send(client, project, "one"))
     newer = deployment_create(project=project, policy=tiny_version, created_by=alice)
     events = sse_events(send(client, project, "two"))
     assert Message.objects.get(pk=events[-1]["message"]).deployment == newer

@@ -17,8 +17,8 @@ def bob_client(live_server, bob):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_openai_client_lists_chats_streams_and_moderates(bob_client, deployed):
-    name = deployed.policy.name
-    assert [m.id for m in bob_client.models.list()] == [name]
+    name = f"assistant/{deployed.policy.name}"
+    assert [m.id for m in bob_client.models.list()] == [name], "<project>/<version>"
 
     # 200 tokens: longer than the moderation's hold-back window, so the stream has several chunks.
     answer = bob_client.chat.completions.create(model=name, messages=[{"role": "user", "content": "hello"}],

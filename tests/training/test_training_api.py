@@ -4,9 +4,9 @@ import json
 import shutil
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from serving.keys import api_key_create
 from tests.training import labels
 from training import runs
 from training.models import DatasetSnapshot, RunStatus, TrainingRun, VersionKind
@@ -20,7 +20,7 @@ def _own_data_dir(tmp_path, settings):
 
 def api_as(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_create(user=user, name='tests')[1]}")
     return client
 
 
