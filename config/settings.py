@@ -170,9 +170,10 @@ if not (DEBUG or EMBEDDED):
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         # Personal access tokens: the hashed API keys of serving/keys.py (Bearer tl-…), for /api/ as for /v1.
+        # First, so a missing or revoked key is a 401 with `WWW-Authenticate: Bearer`.
         "serving.keys.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
