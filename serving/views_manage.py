@@ -144,5 +144,5 @@ def api_keys(request):
             messages.error(request, str(exc))
     return render(request, "serving/keys.html", {
         "keys": ApiKey.objects.filter(user=request.user).order_by("-created_at"), "new_key": new_key,
-        "base_url": request.build_absolute_uri("/v1"),
+        "base_url": request.build_absolute_uri("/v1"), "api_url": request.build_absolute_uri("/api/"),
     })
