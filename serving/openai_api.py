@@ -220,7 +220,10 @@ class ChatCompletions(OpenAIView):
         params = parse_params(body, deployment)
         stream, include_usage = parse_stream(body)
         # Everything is checked: only now is a slot taken, and every path below gives it back.
-        turn = ChatTurn.api(deployment=deployment, user=request.user, messages=messages, params=params)
+        try:
+            turn = ChatTurn.api(deployment=deployment, user=request.user, messages=messages, params=params)
+        except (EngineError, ServingError) as exc:  # the model could not be loaded
+            raise OpenAIError(str(exc), code="engine_error", status_code=503, kind="server_error") from exc
         with turn.guard():
             try:
                 turn.start()
