@@ -32,6 +32,11 @@ def chat_params(project, **overrides) -> GenerationParams:
     return GenerationParams(**values)
 
 
+def page_params(deployment) -> GenerationParams:
+    """The chat page's parameters: the site's token cap, or the deployment's when that is lower."""
+    return chat_params(deployment.project, max_tokens=min(settings.CHAT_MAX_TOKENS, deployment.max_tokens))
+
+
 def model_history(conversation: Conversation) -> list[dict]:
     """The conversation as the model sees it: flagged exchanges (template answers) left out."""
     rows = list(conversation.messages.filter(superseded=False).order_by("id").values("role", "content", "is_template"))
@@ -80,7 +85,7 @@ class ChatTurn:
         question = Message(conversation=conversation, role=Message.Role.USER, content=text, deployment=deployment)
         return cls(deployment=deployment, conversation=conversation,
                    messages=[*history, {"role": "user", "content": text}], pending=[question],
-                   params=params or chat_params(conversation.project))
+                   params=params or page_params(deployment))
 
     @classmethod
     def regenerate(cls, *, conversation: Conversation, params: GenerationParams | None = None) -> ChatTurn:
@@ -95,7 +100,7 @@ class ChatTurn:
         if not history or history[-1]["role"] != Message.Role.USER:
             raise ServingError("a flagged exchange cannot be regenerated; ask again instead")
         return cls(deployment=deployment, conversation=conversation, messages=history, pending=[],
-                   params=params or chat_params(conversation.project), supersedes=last)
+                   params=params or page_params(deployment), supersedes=last)
 
     @classmethod
     def api(cls, *, deployment, user, messages: list[dict], params: GenerationParams) -> ChatTurn:

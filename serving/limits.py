@@ -10,6 +10,8 @@ out for good.
 
 from __future__ import annotations
 
+import contextlib
+
 from django.conf import settings
 from django.core.cache import cache
 
@@ -54,7 +56,8 @@ class UserSlot:
                 pass
 
     def __del__(self) -> None:  # a turn dropped without close (a response never iterated nor closed)
-        self.release()
+        with contextlib.suppress(Exception):
+            self.release()
 
 
 def user_slot(user) -> UserSlot | None:

@@ -73,3 +73,12 @@ def test_revoking_someone_elses_key_is_a_404_on_the_page_too(client, bob, charli
     assert client.post("/account/keys/", {"revoke": key.pk}).status_code == 404
     key.refresh_from_db()
     assert key.revoked_at is None
+
+
+def test_the_chat_page_keeps_its_256_tokens_unless_the_deployment_allows_fewer(deployed, project, tiny_version, alice):
+    from serving.chat import page_params
+    from serving.services import deployment_create
+
+    assert page_params(deployed).max_tokens == 256
+    assert page_params(deployment_create(project=project, policy=tiny_version, created_by=alice,
+                                         max_tokens=100)).max_tokens == 100
