@@ -11,7 +11,7 @@ from serving.engine import EngineBusy, EngineError, GenerationParams, LocalEngin
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    return LocalEngine(tiny_model_dir, capacity=1, queue_timeout=0.2)
+    return LocalEngine(tiny_model_dir, capacity=1, max_queue=0, queue_timeout=0.2)
 
 
 def test_the_local_engine_streams_the_same_text_generate_would(engine):
@@ -20,7 +20,7 @@ def test_the_local_engine_streams_the_same_text_generate_would(engine):
     messages = [{"role": "user", "content": "hello"}]
     pieces = list(engine.stream(messages, GenerationParams(max_tokens=12, temperature=0)))
     assert len(pieces) >= 2, "the answer arrives in several pieces"
-    ids = engine.prompt_ids(messages)
+    ids = torch.tensor([engine.prompt_ids(messages)])
     with torch.no_grad():
         out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
                                     do_sample=False, eos_token_id=engine.eos, pad_token_id=engine.tokenizer.pad_token_id)
