@@ -1,4 +1,8 @@
-"""/healthz: database, broker, a live worker per queue, and the model store; 503 names what is down."""
+"""/healthz: database, broker, a live worker per queue, and the model store; 503 names what is down.
+
+``engine`` says whether the deployed models are loaded in this web process (``ready``), or still
+loading after a start or a deploy: informative, it does not turn the answer into a 503.
+"""
 
 from __future__ import annotations
 
@@ -56,9 +60,19 @@ def _model_store() -> tuple[dict, str | None]:
     return info, None
 
 
+def _engine() -> dict:
+    from serving.runtime import engine_status
+
+    try:
+        return engine_status()
+    except Exception as exc:
+        return {"ready": False, "error": str(exc)[:300]}
+
+
 @require_GET
 def healthz(request):
-    problems = [p for p in (_database(), _broker()) if p]
+    database = _database()
+    problems = [p for p in (database, _broker()) if p]
     workers, worker_problems = _workers() if not problems else ({}, [])
     store, store_problem = _model_store() if not problems else ({}, None)
     problems += worker_problems + ([store_problem] if store_problem else [])
@@ -67,5 +81,6 @@ def healthz(request):
         "problems": problems,
         "workers": workers,
         "model_store": store,
+        "engine": _engine() if database is None else {},
     }
     return JsonResponse(body, status=200 if not problems else 503)

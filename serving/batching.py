@@ -92,6 +92,7 @@ class Scheduler:
         self.waiting: deque[Request] = deque()
         self.reserved = 0
         self.stopping = False
+        self.peak = 0  # the most rows decoded together so far
         self.rows: list[Request] = []  # the running batch; only the loop thread touches it and the cache
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [rows, cache length], 0 where a row is left padding
@@ -123,8 +124,8 @@ class Scheduler:
 
     def stats(self) -> dict:
         with self.lock:
-            return {"running": len(self.rows), "waiting": len(self.waiting), "batch_size": self.batch_size,
-                    "max_queue": self.max_queue}
+            return {"running": len(self.rows), "waiting": len(self.waiting), "peak": self.peak,
+                    "batch_size": self.batch_size, "max_queue": self.max_queue}
 
     def stop(self) -> None:
         """Refuse new requests; the loop ends once the running and waiting ones are done."""
@@ -259,6 +260,7 @@ class Scheduler:
     def _merge(self, cache: DynamicCache, mask: torch.Tensor, joiners: list[Request]) -> None:
         """Append the joiners' cache rows to the running batch, left padding the shorter side."""
         self.rows.extend(joiners)
+        self.peak = max(self.peak, len(self.rows))
         if self.cache is None:
             self.cache, self.mask = cache, mask
             return
