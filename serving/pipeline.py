@@ -35,6 +35,7 @@ from serving.moderation import ModerationResult
 HOLD_BACK_CHARS = 12  # about two words: what a classifier needs after a word to flag the phrase it starts
 CHECK_EVERY_CHARS = 12
 CONTEXT_CHARS = 96  # released text re-read before the new window
+LONG_RUN_CHARS = 32  # text without a word break is released in pieces of this size
 
 
 @dataclass
@@ -55,11 +56,14 @@ def flagged_categories(result: ModerationResult) -> list[str]:
 
 
 def _word_end(text: str, start: int, limit: int) -> int | None:
-    """The end of the last whole word (after its space or newline) in ``text[start:limit]``, if any."""
+    """The end of the last whole word (after its space or newline) in ``text[start:limit]``, if any;
+    ``limit`` itself in a long run without breaks (code, languages written without spaces)."""
     if limit <= start:
         return None
     cut = max(text.rfind(" ", start, limit), text.rfind("\n", start, limit))
-    return cut + 1 if cut >= start else None
+    if cut >= start:
+        return cut + 1
+    return limit if limit - start >= LONG_RUN_CHARS else None
 
 
 class ModeratedReply:
