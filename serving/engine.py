@@ -199,15 +199,19 @@ class RemoteEngine:
         self.api_key = api_key
         self.timeout = timeout
 
-    def stream(self, messages: list[dict], params: GenerationParams) -> Iterator[str]:
-        import httpx
-
+    def stream(self, messages: list[dict], params: GenerationParams) -> RemoteGeneration:
         body = {"model": self.model, "messages": messages, "stream": True, "max_tokens": params.max_tokens,
-                "temperature": params.temperature, "top_p": params.top_p}
+                "temperature": params.temperature, "top_p": params.top_p, "stream_options": {"include_usage": True}}
         if params.stop:
             body["stop"] = params.stop
         if params.seed is not None:
             body["seed"] = params.seed
+        usage: dict = {}
+        return RemoteGeneration(self._pieces(body, usage), usage)
+
+    def _pieces(self, body: dict, usage: dict) -> Iterator[str]:
+        import httpx
+
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         try:
             with httpx.stream("POST", f"{self.base_url}/chat/completions", json=body, headers=headers,
@@ -223,13 +227,47 @@ class RemoteEngine:
                     if data == "[DONE]":
                         return
                     try:
-                        delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
-                    except (ValueError, KeyError, IndexError) as exc:
+                        event = json.loads(data)
+                        usage.update(event.get("usage") or {})
+                        choice = event["choices"][0] if event["choices"] else {}
+                        delta = choice.get("delta", {}).get("content")
+                    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
                         raise EngineError(f"the remote engine sent a malformed event: {data[:200]}") from exc
+                    if choice.get("finish_reason"):
+                        usage["finish_reason"] = choice["finish_reason"]
                     if delta:
                         yield delta
         except httpx.HTTPError as exc:
             raise EngineError(f"the remote engine at {self.base_url} is unreachable: {exc}") from exc
+
+
+class RemoteGeneration:
+    """A remote answer's pieces; its token counts are the server's own (``None`` if it sent none)."""
+
+    def __init__(self, pieces: Iterator[str], usage: dict) -> None:
+        self.pieces, self.usage = pieces, usage
+
+    def __iter__(self) -> RemoteGeneration:
+        return self
+
+    def __next__(self) -> str:
+        return next(self.pieces)
+
+    def close(self) -> None:
+        self.pieces.close()
+
+    @property
+    def prompt_tokens(self) -> int:
+        return int(self.usage.get("prompt_tokens") or 0)
+
+    @property
+    def completion_tokens(self) -> int | None:
+        value = self.usage.get("completion_tokens")
+        return int(value) if isinstance(value, int | float) else None
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.usage.get("finish_reason")
 
 
 class _Loading:

@@ -71,6 +71,9 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         for word in words:
             chunk = {"choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        if (body.get("stream_options") or {}).get("include_usage"):  # as vLLM does
+            usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
+            self.wfile.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
 
     def log_message(self, *args):
@@ -88,8 +91,9 @@ def fake_server():
 
 def test_the_remote_engine_streams_from_an_openai_compatible_server(fake_server):
     engine = RemoteEngine(fake_server, model="ppo-3", api_key="secret")
-    pieces = list(engine.stream([{"role": "user", "content": "echo these three"}], GenerationParams(max_tokens=9)))
-    assert pieces == ["echo ", "these ", "three "]
+    generation = engine.stream([{"role": "user", "content": "echo these three"}], GenerationParams(max_tokens=9))
+    assert list(generation) == ["echo ", "these ", "three "]
+    assert (generation.prompt_tokens, generation.completion_tokens) == (11, 3), "usage is the server's own count"
     sent = FakeOpenAI.requests[-1]
     assert sent["body"]["model"] == "ppo-3" and sent["body"]["stream"] is True and sent["body"]["max_tokens"] == 9
     assert sent["auth"] == "Bearer secret"
