@@ -142,7 +142,7 @@ class LocalEngine:
 
 
 class Generation:
-    """One answer of a ``LocalEngine``, read piece by piece; ``usage`` figures once it ended."""
+    """One answer of a ``LocalEngine``, read piece by piece; its token counts are final once it ended."""
 
     stall_seconds = 300.0
 
