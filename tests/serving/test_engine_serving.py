@@ -35,3 +35,22 @@ def test_the_chat_page_says_when_the_model_is_still_loading(client, bob, project
     folder = str(version_path(deployed.policy).resolve())
     monkeypatch.setattr(runtime, "engine_states", lambda: {folder: {"state": "loading"}})
     assert b"The model is loading" in client.get(f"/projects/{project.slug}/chat/").content
+
+
+def test_beyond_the_batch_and_its_queue_the_api_answers_429_until_a_place_frees(client, bob, deployed, settings):
+    from serving.engine import GenerationParams
+    from serving.runtime import engine_of
+
+    settings.ENGINE_CAPACITY, settings.ENGINE_QUEUE = 1, 0
+    _, key = api_key_create(user=bob, name="tests")
+
+    def ask():
+        return client.post("/v1/chat/completions", {"model": deployed.policy.name, "max_tokens": 4,
+                                                    "messages": [{"role": "user", "content": "hello"}]},
+                           content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    long_answer = engine_of(deployed).stream([{"role": "user", "content": "hi"}], GenerationParams(max_tokens=4000))
+    response = ask()
+    assert response.status_code == 429 and response.json()["error"]["code"] == "engine_busy"
+    long_answer.close()
+    assert ask().status_code == 200
