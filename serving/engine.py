@@ -287,7 +287,10 @@ _ENGINES: OrderedDict[str, _Loading] = OrderedDict()
 _ENGINES_LOCK = threading.Lock()
 
 
-def engine_for(folder: str | Path, *, keep: int = 2, **options) -> LocalEngine:
+KEEP_LOADED = 2  # model folders a process keeps loaded
+
+
+def engine_for(folder: str | Path, *, keep: int = KEEP_LOADED, **options) -> LocalEngine:
     """The process's engine for ``folder``: loaded on first use (or by ``engine_warm``), waited for while it
     loads; beyond ``keep`` folders the least recently used is unloaded once its answers are done."""
     key = str(Path(folder).resolve())

@@ -13,12 +13,12 @@ import threading
 
 from django.conf import settings
 
-from serving.engine import RemoteEngine, engine_for, engine_states, engine_warm
+from serving.engine import KEEP_LOADED, RemoteEngine, engine_for, engine_states, engine_warm
 from serving.moderation import Moderator, load_moderator
 from serving.selectors import deployed_now, settings_of
 
 log = logging.getLogger(__name__)
-WARM_MODELS = 2  # the engine cache keeps this many model folders loaded
+WARM_MODELS = KEEP_LOADED
 _WARM = {"on": False}
 _MODERATORS: dict[tuple[str, str, float], Moderator] = {}
 _LOCK = threading.Lock()
@@ -70,14 +70,15 @@ def warm(deployment) -> None:
 
 
 def engine_status() -> dict:
-    """What ``/healthz`` and the chat page say about the model: each deployed policy's load state here."""
+    """What ``/healthz`` says about the models: the load state here of the policies a web process keeps
+    loaded (the ``WARM_MODELS`` newest deployments); ``ready`` once all of them are."""
     from training.registry import version_path
 
     if settings.ENGINE_BACKEND != "local":
         return {"backend": settings.ENGINE_BACKEND, "ready": True, "models": {}}
     states = engine_states()
     models = {d.policy.name: states.get(str(version_path(d.policy).resolve()), {"state": "not loaded"})
-              for d in deployed_now()}
+              for d in deployed_now()[:WARM_MODELS]}
     return {"backend": "local", "ready": all(m["state"] == "ready" for m in models.values()), "models": models}
 
 
