@@ -148,8 +148,14 @@ class Scheduler:
                         return
                     self.lock.wait()
                 joiners = self._admit()
-            with torch.inference_mode():
-                self._step(joiners)
+            try:
+                with torch.inference_mode():
+                    self._step(joiners)
+            except Exception as exc:  # the loop outlives a failing step: its rows fail, the next requests run
+                log.exception("engine step failed")
+                for request in [*self.rows, *joiners]:
+                    self._end(request, error=EngineError(f"generation failed: {exc}"))
+                self.rows, self.cache, self.mask = [], None, None
 
     def _admit(self) -> list[Request]:  # under self.lock
         now, joiners, budget = time.monotonic(), [], PREFILL_TOKENS
@@ -176,13 +182,7 @@ class Scheduler:
                 for request in joiners:
                     self._end(request, error=EngineError(f"generation failed: {exc}"))
         if self.rows:
-            try:
-                self._decode()
-            except Exception as exc:
-                log.exception("decoding step failed")
-                for request in self.rows:
-                    self._end(request, error=EngineError(f"generation failed: {exc}"))
-                self.rows, self.cache, self.mask = [], None, None
+            self._decode()  # a failing forward pass fails the batch's rows (in _loop)
 
     def _prefill(self, joiners: list[Request]) -> None:
         width = max(len(r.prompt) for r in joiners)

@@ -130,3 +130,21 @@ def test_the_engine_survives_a_request_that_raises_mid_batch(engine):
         list(doomed)
     assert solo(engine, HELLO, GREEDY), "and the engine still answers new requests"
     assert engine.scheduler.stats()["running"] == 0
+
+
+def test_a_failing_forward_pass_fails_its_rows_and_the_engine_carries_on(tiny_model_dir, monkeypatch):
+    engine = LocalEngine(tiny_model_dir, capacity=2, max_queue=0)
+    expected = solo(engine, HELLO, GREEDY)
+    real_forward = engine.scheduler.model.forward
+    broken = {"steps": 0}
+
+    def forward(*args, **kwargs):
+        broken["steps"] += 1
+        if broken["steps"] == 3:
+            raise RuntimeError("out of memory")
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine.scheduler.model, "forward", forward)
+    with pytest.raises(EngineError, match="out of memory"):
+        list(engine.stream(HELLO, GREEDY))
+    assert solo(engine, HELLO, GREEDY) == expected and engine.scheduler.stats()["running"] == 0
