@@ -160,12 +160,10 @@ class Scheduler:
     def _admit(self) -> list[Request]:  # under self.lock
         now, joiners, budget = time.monotonic(), [], PREFILL_TOKENS
         free = self.batch_size - sum(not r.cancelled for r in self.rows)
+        while self.waiting and now - self.waiting[0].queued_at > self.queue_timeout:  # oldest first
+            self._end(self.waiting.popleft(), error=EngineBusy(f"no free generation slot within {self.queue_timeout:g} s"))
         while self.waiting and len(joiners) < free:
             request = self.waiting[0]
-            if now - request.queued_at > self.queue_timeout:
-                self.waiting.popleft()
-                self._end(request, error=EngineBusy(f"no free generation slot within {self.queue_timeout:g} s"))
-                continue
             if joiners and len(request.prompt) > budget:
                 break
             budget -= len(request.prompt)

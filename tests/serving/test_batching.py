@@ -148,3 +148,13 @@ def test_a_failing_forward_pass_fails_its_rows_and_the_engine_carries_on(tiny_mo
     with pytest.raises(EngineError, match="out of memory"):
         list(engine.stream(HELLO, GREEDY))
     assert solo(engine, HELLO, GREEDY) == expected and engine.scheduler.stats()["running"] == 0
+
+
+def test_a_request_that_waits_past_the_queue_timeout_gets_busy_not_a_hang(tiny_model_dir):
+    engine = LocalEngine(tiny_model_dir, capacity=1, max_queue=1, queue_timeout=0.2)
+    running = engine.stream(HELLO, GenerationParams(max_tokens=4000, temperature=0))
+    next(running)
+    queued = engine.stream(HELLO, GREEDY)
+    with pytest.raises(EngineBusy, match=r"within 0\.2 s"):
+        next(queued)
+    running.close()
