@@ -8,9 +8,10 @@ moderation, the database rows. Printed per side: time to first token (TTFT, firs
 and tokens/s (answer tokens / wall time of the request); then the ratio ours/peer, and the
 moderation check's p50/p99 per message.
 
-TTFT of ours includes the moderation hold-back (160 characters by default are generated and
-checked before the first are shown: the price of never showing a flagged answer's characters;
-``TUNELOOP_MODERATION_HOLD_BACK_CHARS=40`` shows the trade-off).
+TTFT of ours includes the moderation hold-back (a word is shown once a check also read the
+``TUNELOOP_MODERATION_HOLD_BACK_CHARS``, 12 by default, after it: the price of never showing a
+flagged phrase's characters; a larger value shows the trade-off). Many users at once:
+``bench/chat_concurrency.py``.
 
 Run: .venv/bin/python bench/chat_stream.py [--model DIR] [--prompts 6] [--max-tokens 96]
 (default model: the provisioned base in ./var/models/base, provisioned when missing)

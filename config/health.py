@@ -1,7 +1,9 @@
 """/healthz: database, broker, a live worker per queue, and the model store; 503 says which is down.
 
 Anyone gets the status of each component; staff also get the problems in words, the live workers'
-names and the model store's path.
+names, the model store's path and the engine's state per model. ``engine`` says whether the deployed
+models are loaded in this web process (``ready``), or still loading after a start or a deploy:
+informative, it does not turn the answer into a 503.
 """
 
 from __future__ import annotations
@@ -60,10 +62,19 @@ def _model_store() -> tuple[dict, str | None]:
     return info, None
 
 
+def _engine() -> dict:
+    from serving.runtime import engine_status
+
+    try:
+        return engine_status()
+    except Exception as exc:
+        return {"ready": False, "error": str(exc)[:300]}
+
+
 @require_GET
 def healthz(request):
     """200 or 503 with a status per component for anyone (load balancers need no login); the problems,
-    worker names and paths only for staff, since they map the machine for an attacker."""
+    worker names, paths and model names only for staff, since they map the machine for an attacker."""
     database, broker = _database(), _broker()
     problems = [p for p in (database, broker) if p]
     workers, worker_problems = _workers() if not problems else ({}, [])
@@ -79,6 +90,9 @@ def healthz(request):
             "model_store": ("down" if store_problem else "ok") if reachable else "unknown",
         },
     }
+    engine = _engine() if database is None else {}
+    if engine:
+        body["components"]["engine"] = "ready" if engine.get("ready") else "not ready"
     if request.user.is_authenticated and request.user.is_staff:
-        body.update({"problems": problems, "workers": workers, "model_store": store})
+        body.update({"problems": problems, "workers": workers, "model_store": store, "engine": engine})
     return JsonResponse(body, status=200 if not problems else 503)

@@ -232,8 +232,13 @@ ENGINE_URL = env_str("TUNELOOP_ENGINE_URL", "")
 if ENGINE_BACKEND == "openai" and not ENGINE_URL:
     raise ImproperlyConfiguredEnv("TUNELOOP_ENGINE_BACKEND=openai needs TUNELOOP_ENGINE_URL (…/v1 of the engine)")
 ENGINE_API_KEY = env_str("TUNELOOP_ENGINE_API_KEY", "")
-ENGINE_CAPACITY = env_int("TUNELOOP_ENGINE_CAPACITY", 2)  # concurrent generations per process
-ENGINE_QUEUE_SECONDS = env_float("TUNELOOP_ENGINE_QUEUE_SECONDS", 30.0)  # then 429
+# The local engine's batch size: answers decoded together, one step for all (serving/batching.py);
+# up to ENGINE_QUEUE more wait for a row, beyond that 429; a queued request gives up after ENGINE_QUEUE_SECONDS.
+ENGINE_CAPACITY = env_int("TUNELOOP_ENGINE_CAPACITY", 8)
+ENGINE_QUEUE = env_int("TUNELOOP_ENGINE_QUEUE", 4 * ENGINE_CAPACITY)
+if ENGINE_CAPACITY < 1 or ENGINE_QUEUE < 0:
+    raise ImproperlyConfiguredEnv("TUNELOOP_ENGINE_CAPACITY must be at least 1 and TUNELOOP_ENGINE_QUEUE not negative")
+ENGINE_QUEUE_SECONDS = env_float("TUNELOOP_ENGINE_QUEUE_SECONDS", 30.0)
 CHAT_MAX_TOKENS = env_int("TUNELOOP_CHAT_MAX_TOKENS", 256)
 # Limits of the /v1 API and the chat (docs/security.md, "The API, keys and limits").
 GENERATIONS_PER_USER = env_int("TUNELOOP_GENERATIONS_PER_USER", max(1, ENGINE_CAPACITY - 1))
@@ -254,9 +259,10 @@ LOGIN_FAILURES_PER_USER = env_int("TUNELOOP_LOGIN_FAILURES_PER_USER", 5)
 LOGIN_FAILURES_PER_IP = env_int("TUNELOOP_LOGIN_FAILURES_PER_IP", 20)
 LOGIN_WINDOW_SECONDS = env_int("TUNELOOP_LOGIN_WINDOW_SECONDS", 300)
 MODERATION_TIMEOUT_MS = env_float("TUNELOOP_MODERATION_TIMEOUT_MS", 250.0)
-# Characters of an answer generated and moderated before any is shown (serving/pipeline.py): a larger
-# window hides more of a late-flagged answer, at the cost of time to first token.
-MODERATION_HOLD_BACK_CHARS = env_int("TUNELOOP_MODERATION_HOLD_BACK_CHARS", 160)
+# Characters of an answer that stay held back behind the last moderated position (serving/pipeline.py):
+# text is shown only once a passing check also read this much after it. A larger window lets the
+# classifier see more of a phrase before its first word shows, at the cost of time to first token.
+MODERATION_HOLD_BACK_CHARS = env_int("TUNELOOP_MODERATION_HOLD_BACK_CHARS", 12)
 
 LOGGING = {
     "version": 1,

@@ -3,26 +3,34 @@
 An engine turns OpenAI-style ``messages`` plus ``GenerationParams`` into a stream of text pieces:
 
 - ``LocalEngine`` loads a model version folder once (transformers), applies its chat template and
-  streams with ``TextIteratorStreamer`` while ``generate`` runs in a thread of its own. At most
-  ``capacity`` generations run at once; a request that cannot get a slot within ``queue_timeout``
-  seconds gets ``EngineBusy`` (the API answers 429), so a burst waits or is refused, never crashes.
+  hands the prompt to its ``Scheduler`` (``serving/batching.py``): one thread that decodes every
+  running answer in one batch, step by step, admitting new requests and retiring finished ones at
+  every step. ``capacity`` answers share the batch and ``max_queue`` more may wait; beyond that a
+  request gets ``EngineBusy`` at once (the API answers 429), so a burst waits or is refused, never
+  crashes.
 - ``RemoteEngine`` sends the same request to an external OpenAI-compatible server (vLLM, TGI, …)
   and streams its server-sent events back, so a GPU fleet serves behind the same moderation.
 
 ``engine_for(path)`` keeps one engine per model folder (a small LRU): a new deployment names a new
-folder and is loaded on its first request, with no restart.
+folder and is loaded with no restart; ``engine_warm`` loads one in the background (the web process
+does it at start and on deploy) and ``engine_states`` says which are ready (``/healthz``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EngineBusy", "EngineError", "GenerationParams", "LocalEngine", "RemoteEngine", "engine_for"]
+__all__ = ["EngineBusy", "EngineError", "GenerationParams", "LocalEngine", "RemoteEngine", "engine_for",
+           "engine_states", "engine_warm"]
+
+log = logging.getLogger(__name__)
 
 
 class EngineError(RuntimeError):
@@ -30,7 +38,7 @@ class EngineError(RuntimeError):
 
 
 class EngineBusy(EngineError):
-    """Every generation slot stayed taken for the whole queue timeout."""
+    """The batch and its queue are full, or a queued request waited past the queue timeout."""
 
 
 @dataclass
@@ -82,10 +90,16 @@ class StopScanner:
 
 
 class LocalEngine:
-    """In-process generation with transformers on one model folder."""
+    """In-process generation with transformers on one model folder, continuously batched.
 
-    def __init__(self, folder: str | Path, *, capacity: int = 2, queue_timeout: float = 30.0,
-                 max_prompt_tokens: int = 1536) -> None:
+    ``capacity`` is the batch size (answers generated together, one decoding step for all) and
+    ``max_queue`` how many more may wait for a row; beyond both ``stream`` raises ``EngineBusy``.
+    A waiting request that gets no row within ``queue_timeout`` seconds ends with ``EngineBusy``.
+    """
+
+    def __init__(self, folder: str | Path, *, capacity: int = 8, max_queue: int | None = None,
+                 queue_timeout: float = 30.0, max_prompt_tokens: int = 1536) -> None:
+        from serving.batching import Scheduler
         from training.sampling import load_policy, stop_token_ids
 
         folder = Path(folder)
@@ -95,121 +109,84 @@ class LocalEngine:
         self.model, self.tokenizer = load_policy(folder)
         self.eos = stop_token_ids(self.model, self.tokenizer)
         self.max_prompt_tokens = max_prompt_tokens
-        self.queue_timeout = queue_timeout
-        self._slots = threading.BoundedSemaphore(capacity)
+        self.scheduler = Scheduler(self.model, self.tokenizer, self.eos, batch_size=capacity,
+                                   max_queue=4 * capacity if max_queue is None else max_queue,
+                                   queue_timeout=queue_timeout, name=f"engine-{folder.name}")
 
-    def prompt_ids(self, messages: list[dict]):
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        """The templated prompt's token ids (what the model reads, and what usage counts)."""
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
-        return ids[:, -self.max_prompt_tokens:]
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids[-self.max_prompt_tokens:]
 
     def stream(self, messages: list[dict], params: GenerationParams) -> Generation:
-        """Reserve a slot now (``EngineBusy`` when none frees up in time); iterate for the answer's pieces.
+        """Take a place in the batch or its queue now (``EngineBusy`` when both are full); iterate for the pieces.
 
-        Closing the returned iterator (or reaching its end) stops generation and frees the slot.
+        Closing the returned iterator (or reaching its end) frees the place at once.
         """
-        if not self._slots.acquire(timeout=self.queue_timeout):
-            raise EngineBusy(f"all generation slots busy for {self.queue_timeout:g} s")
-        try:
-            return Generation(self, self.prompt_ids(messages), params)
-        except BaseException:
-            self._slots.release()
-            raise
+        from serving.batching import Request
+
+        request = Request(self.prompt_ids(messages), params)
+        self.scheduler.submit(request)
+        return Generation(self, request)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
 
+    def count_prompt_tokens(self, messages: list[dict]) -> int:
+        return len(self.prompt_ids(messages))
+
+    def unload(self) -> None:
+        """Accept no more requests; the scheduler thread ends when the running ones are done."""
+        self.scheduler.stop()
+
 
 class Generation:
-    """One running ``generate`` call of a ``LocalEngine``, read piece by piece."""
+    """One answer of a ``LocalEngine``, read piece by piece; its token counts are final once it ended."""
 
-    def __init__(self, engine: LocalEngine, ids, params: GenerationParams) -> None:
-        self.engine, self.ids, self.params = engine, ids, params
-        self.cancelled = threading.Event()
-        self.failure: list[BaseException] = []
-        self.scanner = StopScanner(params.stop)
-        self.thread: threading.Thread | None = None
-        self.streamer = None
-        self.released = False
+    stall_seconds = 300.0
+
+    def __init__(self, engine: LocalEngine, request) -> None:
+        self.engine, self.request = engine, request
         self.done = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.request.prompt)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.request.tokens)
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.request.finish_reason
 
     def __iter__(self) -> Generation:
         return self
 
-    def _start(self) -> None:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
-
-        engine, params, cancelled = self.engine, self.params, self.cancelled
-
-        class Cancel(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
-
-        self.streamer = TextIteratorStreamer(engine.tokenizer, skip_prompt=True, skip_special_tokens=True,
-                                             timeout=300)
-        sample = params.temperature > 0
-        options = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p, "top_k": 0} \
-            if sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-
-        def run() -> None:
-            try:
-                with torch.no_grad():
-                    if params.seed is not None:
-                        torch.manual_seed(params.seed)
-                    engine.model.generate(
-                        input_ids=self.ids, attention_mask=torch.ones_like(self.ids),
-                        max_new_tokens=params.max_tokens, pad_token_id=engine.tokenizer.pad_token_id,
-                        eos_token_id=engine.eos, streamer=self.streamer,
-                        stopping_criteria=StoppingCriteriaList([Cancel()]), **options,
-                    )
-            except BaseException as exc:  # surfaced to the reader in __next__
-                self.failure.append(exc)
-                self.streamer.end()
-
-        self.thread = threading.Thread(target=run, name="generate", daemon=True)
-        self.thread.start()
-
     def __next__(self) -> str:
         if self.done:
             raise StopIteration
-        if self.thread is None:
-            self._start()
         try:
-            while True:
-                try:
-                    piece = next(self.streamer)
-                except StopIteration:
-                    if self.failure:
-                        raise EngineError(f"generation failed: {self.failure[0]}") from self.failure[0]
-                    tail = self.scanner.flush()
-                    self.close()
-                    if tail:
-                        return tail
-                    raise
-                out = self.scanner.feed(piece)
-                if self.scanner.stopped:
-                    self.close()
-                    if out:
-                        return out
-                    raise StopIteration
-                if out:
-                    return out
-        except BaseException:
+            kind, value = self.request.out.get(timeout=self.stall_seconds)
+        except queue.Empty:
             self.close()
-            raise
+            raise EngineError(f"the engine produced nothing for {self.stall_seconds:g} s") from None
+        if kind == "piece":
+            return value
+        self.close()
+        if kind == "error":
+            raise value
+        raise StopIteration
 
     def close(self) -> None:
+        """Stop generating (when still running) and free the place in the batch."""
         self.done = True
-        self.cancelled.set()
-        if self.thread is not None and self.thread is not threading.current_thread():
-            self.thread.join(timeout=60)
-        if not self.released:
-            self.released = True
-            self.engine._slots.release()
+        self.engine.scheduler.cancel(self.request)
 
     def __del__(self) -> None:
-        if not self.released:
+        if not self.done:
             self.close()
 
 
@@ -222,15 +199,19 @@ class RemoteEngine:
         self.api_key = api_key
         self.timeout = timeout
 
-    def stream(self, messages: list[dict], params: GenerationParams) -> Iterator[str]:
-        import httpx
-
+    def stream(self, messages: list[dict], params: GenerationParams) -> RemoteGeneration:
         body = {"model": self.model, "messages": messages, "stream": True, "max_tokens": params.max_tokens,
-                "temperature": params.temperature, "top_p": params.top_p}
+                "temperature": params.temperature, "top_p": params.top_p, "stream_options": {"include_usage": True}}
         if params.stop:
             body["stop"] = params.stop
         if params.seed is not None:
             body["seed"] = params.seed
+        usage: dict = {}
+        return RemoteGeneration(self._pieces(body, usage), usage)
+
+    def _pieces(self, body: dict, usage: dict) -> Iterator[str]:
+        import httpx
+
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         try:
             with httpx.stream("POST", f"{self.base_url}/chat/completions", json=body, headers=headers,
@@ -246,28 +227,120 @@ class RemoteEngine:
                     if data == "[DONE]":
                         return
                     try:
-                        delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
-                    except (ValueError, KeyError, IndexError) as exc:
+                        event = json.loads(data)
+                        usage.update(event.get("usage") or {})
+                        choice = event["choices"][0] if event["choices"] else {}
+                        delta = choice.get("delta", {}).get("content")
+                    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
                         raise EngineError(f"the remote engine sent a malformed event: {data[:200]}") from exc
+                    if choice.get("finish_reason"):
+                        usage["finish_reason"] = choice["finish_reason"]
                     if delta:
                         yield delta
         except httpx.HTTPError as exc:
             raise EngineError(f"the remote engine at {self.base_url} is unreachable: {exc}") from exc
 
 
-_ENGINES: OrderedDict[str, LocalEngine] = OrderedDict()
+class RemoteGeneration:
+    """A remote answer's pieces; its token counts are the server's own (``None`` if it sent none)."""
+
+    def __init__(self, pieces: Iterator[str], usage: dict) -> None:
+        self.pieces, self.usage = pieces, usage
+
+    def __iter__(self) -> RemoteGeneration:
+        return self
+
+    def __next__(self) -> str:
+        return next(self.pieces)
+
+    def close(self) -> None:
+        self.pieces.close()
+
+    @property
+    def prompt_tokens(self) -> int:
+        return int(self.usage.get("prompt_tokens") or 0)
+
+    @property
+    def completion_tokens(self) -> int | None:
+        value = self.usage.get("completion_tokens")
+        return int(value) if isinstance(value, int | float) else None
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.usage.get("finish_reason")
+
+
+class _Loading:
+    """A model folder's engine while it loads: ``ready`` is set once ``engine`` or ``error`` is."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.engine: LocalEngine | None = None
+        self.error: BaseException | None = None
+
+    @property
+    def state(self) -> str:
+        return "loading" if not self.ready.is_set() else "failed" if self.error is not None else "ready"
+
+
+_ENGINES: OrderedDict[str, _Loading] = OrderedDict()
 _ENGINES_LOCK = threading.Lock()
 
 
-def engine_for(folder: str | Path, *, keep: int = 2, **options) -> LocalEngine:
-    """The process's engine for ``folder``, loaded on first use; the least recently used is dropped."""
+KEEP_LOADED = 2  # model folders a process keeps loaded
+
+
+def engine_for(folder: str | Path, *, keep: int = KEEP_LOADED, **options) -> LocalEngine:
+    """The process's engine for ``folder``: loaded on first use (or by ``engine_warm``), waited for while it
+    loads; beyond ``keep`` folders the least recently used is unloaded once its answers are done."""
     key = str(Path(folder).resolve())
     with _ENGINES_LOCK:
-        engine = _ENGINES.get(key)
-        if engine is None:
-            engine = LocalEngine(key, **options)
-            _ENGINES[key] = engine
-            while len(_ENGINES) > keep:
-                _ENGINES.popitem(last=False)
+        slot = _ENGINES.get(key)
+        owner = slot is None or slot.error is not None  # a failed load is tried again
+        if owner:
+            slot = _ENGINES[key] = _Loading()
         _ENGINES.move_to_end(key)
-        return engine
+        while len(_ENGINES) > keep:
+            dropped = _ENGINES.popitem(last=False)[1]
+            if dropped.engine is not None:
+                dropped.engine.unload()
+    if not owner:
+        slot.ready.wait()
+        if slot.error is not None:
+            raise EngineError(f"the model in {key} could not be loaded: {slot.error}")
+        return slot.engine
+    try:
+        slot.engine = LocalEngine(key, **options)
+        return slot.engine
+    except BaseException as exc:
+        slot.error = exc
+        raise
+    finally:
+        slot.ready.set()
+
+
+def engine_warm(folder: str | Path, **options) -> None:
+    """Load ``folder``'s engine in a background thread (at web-process start, on deploy), so the first
+    user does not wait for it; ``engine_states`` tells when it is ready."""
+    def load() -> None:
+        try:
+            engine_for(folder, **options)
+        except Exception:
+            log.exception("warm start of the model in %s failed", folder)
+
+    threading.Thread(target=load, name="engine-warm", daemon=True).start()
+
+
+def engine_states() -> dict[str, dict]:
+    """Each loaded (or loading) model folder: ``state`` (loading / ready / failed) and its batch figures."""
+    with _ENGINES_LOCK:
+        slots = list(_ENGINES.items())
+    states = {}
+    for key, slot in slots:
+        info = {"state": slot.state}
+        if slot.engine is not None:
+            info.update(slot.engine.scheduler.stats())
+        if slot.error is not None:
+            info["error"] = str(slot.error)[:300]
+        states[key] = info
+    return states

@@ -282,9 +282,10 @@ class ChatCompletions(OpenAIView):
 
 
 def usage(turn) -> dict:
-    count = turn.reply.count_tokens
-    prompt = sum(count(m["content"]) for m in turn.reply.messages) if count else 0
-    completion = turn.reply.outcome.completion_tokens or (count(turn.shown) if count else 0)
+    """The templated prompt's tokens and the generated ones (a template answer's own when nothing was)."""
+    count, outcome = turn.reply.count_tokens, turn.reply.outcome
+    prompt = outcome.prompt_tokens
+    completion = outcome.completion_tokens or (count(turn.shown) if count else 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 

@@ -11,12 +11,17 @@ yields events:
 Input: every user message of the request is moderated before the engine is called; a flagged one
 means the engine is never called and the template is the whole answer.
 
-Output, the hold-back strategy: the answer is moderated as a whole, again every ``check_every``
-characters and at the end, and text is released only up to ``hold_back`` characters behind the last
-moderated position. A flagged phrase is caught while it is still inside the held-back window, so
-none of its characters reach the user; answers shorter than the window are checked whole before
-their first character is shown. On a flag the engine's iterator is closed (generation stops) and
-the reply ends with ``replace``. ``outcome`` then says what happened, for the caller to log.
+Output, the hold-back strategy: text is released on word boundaries, and only once a passing
+moderation check covered it *and* the ``hold_back`` characters that follow it. A flagged phrase is
+caught while its first characters are still held back, so none of them reach the user; an answer
+shorter than the first window is checked whole before its first character is shown. Each check
+reads only the new window of the answer: the text not yet released, plus ``context`` characters
+before it so a phrase split by a release point is still read whole — the cost of a check does not
+grow with the answer. The first check runs as soon as a first word could be released (the first
+words show after a handful of tokens); later ones every ``check_every`` new characters, so text
+streams in word-sized pieces. On a flag the engine's iterator is closed (generation stops) and the
+reply ends with ``replace``. ``outcome`` then says what happened, for the caller to log; its token
+counts come from the engine (the templated prompt, the generated tokens) when it reports them.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from dataclasses import dataclass
 from serving.engine import GenerationParams
 from serving.moderation import ModerationResult
 
-HOLD_BACK_CHARS = 160
-CHECK_EVERY_CHARS = 24
+HOLD_BACK_CHARS = 12  # about two words: what a classifier needs after a word to flag the phrase it starts
+CHECK_EVERY_CHARS = 12
+CONTEXT_CHARS = 96  # released text re-read before the new window
+LONG_RUN_CHARS = 32  # text without a word break is released in pieces of this size
 
 
 @dataclass
@@ -40,6 +47,7 @@ class Outcome:
     flagged_input: str = ""  # the user message that was flagged, for the event log
     flagged: ModerationResult | None = None
     finish_reason: str = "stop"  # stop | length | content_filter
+    prompt_tokens: int = 0
     completion_tokens: int = 0
 
 
@@ -47,10 +55,22 @@ def flagged_categories(result: ModerationResult) -> list[str]:
     return [c for c, on in result.categories.items() if on]
 
 
+def _word_end(text: str, start: int, limit: int) -> int | None:
+    """The end of the last whole word (after its space or newline) in ``text[start:limit]``, if any;
+    ``limit`` itself in a long run without breaks (code, languages written without spaces)."""
+    if limit <= start:
+        return None
+    cut = max(text.rfind(" ", start, limit), text.rfind("\n", start, limit))
+    if cut >= start:
+        return cut + 1
+    return limit if limit - start >= LONG_RUN_CHARS else None
+
+
 class ModeratedReply:
     def __init__(self, *, messages: list[dict], engine, params: GenerationParams, moderator,
                  template_for: Callable[[list[str]], str], hold_back: int = HOLD_BACK_CHARS,
-                 check_every: int = CHECK_EVERY_CHARS, count_tokens: Callable[[str], int] | None = None) -> None:
+                 check_every: int = CHECK_EVERY_CHARS, context: int = CONTEXT_CHARS,
+                 count_tokens: Callable[[str], int] | None = None) -> None:
         self.messages = messages
         self.engine = engine
         self.params = params
@@ -58,6 +78,7 @@ class ModeratedReply:
         self.template_for = template_for
         self.hold_back = hold_back
         self.check_every = check_every
+        self.context = context
         self.count_tokens = count_tokens
         self.outcome = Outcome()
         self.started = False
@@ -86,6 +107,7 @@ class ModeratedReply:
         flagged = self.moderate_input()
         if flagged is not None:
             self._template(flagged, "input")
+            self.outcome.prompt_tokens = self._prompt_tokens()
             self.pieces = None
         else:
             self.pieces = self.engine.stream(self.messages, self.params)
@@ -102,18 +124,18 @@ class ModeratedReply:
         try:
             for piece in pieces:
                 generated += piece.replace("\x00", "")  # never stored by PostgreSQL, never useful to show
-                if len(generated) - checked < self.check_every:
+                due = len(generated) - checked >= self.check_every or not released
+                if not due or _word_end(generated, released, len(generated) - self.hold_back) is None:
                     continue
-                result = self.moderator.check(generated)
+                result = self.moderator.check(self._window(generated, released))
                 checked = len(generated)
                 if result.flagged:
                     self.outcome.model_text = generated
+                    self._count(pieces, generated)
                     yield "replace", self._template(result, "output")
                     return
-                upto = checked - self.hold_back
-                space = generated.rfind(" ", released, upto)  # release whole words when there is a break
-                upto = space + 1 if space >= released else upto
-                if upto > released:
+                upto = _word_end(generated, released, checked - self.hold_back)
+                if upto is not None:
                     yield "delta", generated[released:upto]
                     released = upto
         finally:
@@ -121,14 +143,40 @@ class ModeratedReply:
             if close is not None:
                 close()
         self.outcome.model_text = generated
+        self._count(pieces, generated)
         if checked < len(generated) or not generated:
-            result = self.moderator.check(generated)
+            result = self.moderator.check(self._window(generated, released))
             if result.flagged:
                 yield "replace", self._template(result, "output")
                 return
         if len(generated) > released:
             yield "delta", generated[released:]
         self.outcome.text = generated
+
+    def _window(self, generated: str, released: int) -> str:
+        """What a check reads: the unreleased text and the released words just before it."""
+        start = max(0, released - self.context)
+        if start:
+            space = generated.find(" ", start, released)
+            start = space + 1 if space >= 0 else start
+        return generated[start:]
+
+    def _prompt_tokens(self) -> int:
+        count_prompt = getattr(self.engine, "count_prompt_tokens", None)
+        if count_prompt is not None:
+            return count_prompt(self.messages)
+        if self.count_tokens is None:
+            return 0
+        return sum(self.count_tokens(str(m.get("content") or "")) for m in self.messages)
+
+    def _count(self, pieces, generated: str) -> None:
+        """Token counts and finish reason: the engine's own when it reports them, else counted from text."""
+        completion = getattr(pieces, "completion_tokens", None)
+        if completion is not None:
+            self.outcome.prompt_tokens, self.outcome.completion_tokens = pieces.prompt_tokens, completion
+            self.outcome.finish_reason = pieces.finish_reason or "stop"
+            return
+        self.outcome.prompt_tokens = self._prompt_tokens()
         if self.count_tokens is not None:
             self.outcome.completion_tokens = self.count_tokens(generated)
             if self.outcome.completion_tokens >= self.params.max_tokens:

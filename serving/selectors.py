@@ -22,6 +22,11 @@ def active_deployment(project) -> Deployment | None:
             .select_related("policy", "moderation", "project").first())
 
 
+def deployed_now() -> QuerySet[Deployment]:
+    """Every project's live deployment, newest first: what a web process loads at start."""
+    return Deployment.objects.filter(is_active=True).select_related("policy").order_by("-created_at")
+
+
 def deployments_of(project) -> QuerySet[Deployment]:
     return Deployment.objects.filter(project=project).select_related("policy", "moderation", "created_by")
 

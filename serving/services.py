@@ -47,9 +47,17 @@ def _switch(project_id: int, activate) -> Deployment:
         with transaction.atomic():
             live = Deployment.objects.select_for_update().filter(project_id=project_id, is_active=True)
             Deployment.objects.filter(pk__in=[d.pk for d in live]).update(is_active=False)
-            return activate()
+            deployment = activate()
+            transaction.on_commit(lambda: _warm(deployment))
+            return deployment
     except IntegrityError as exc:
         raise ServingError("another deployment of this project happened at the same moment; try again") from exc
+
+
+def _warm(deployment: Deployment) -> None:
+    from serving.runtime import warm  # the model loads in the background of a web process, not at first use
+
+    warm(deployment)
 
 
 def deployment_create(*, project, policy, moderation=None, created_by=None, max_tokens: int | None = None) -> Deployment:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
 from django.http import StreamingHttpResponse
@@ -22,6 +23,9 @@ from serving.engine import EngineError
 
 log = logging.getLogger(__name__)
 _END = object()
+# Each live stream waits in a thread for its next piece from the batched engine; the event loop's
+# default pool (cores + 4 threads) would let only that many users stream at once, far below the batch.
+_STREAMS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="chat-stream")
 
 
 def sse(payload) -> str:
@@ -38,7 +42,7 @@ async def turn_stream(turn, *, on_event: Callable, on_done: Callable, on_error: 
             yield first
         while True:
             try:
-                item = await sync_to_async(next, thread_sensitive=False)(iterator, _END)
+                item = await sync_to_async(next, thread_sensitive=False, executor=_STREAMS)(iterator, _END)
             except EngineError as exc:
                 log.warning("generation failed: %s", exc)
                 yield on_error(exc)

@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
 from annotation.selectors import EVERYONE, project_for_user
-from serving import selectors
+from serving import runtime, selectors
 from serving.chat import ChatTurn
 from serving.engine import EngineBusy, EngineError
 from serving.errors import ServingError
@@ -42,8 +42,10 @@ def chat(request, slug: str):
         current = selectors.conversation_of(project, request.user, int(request.GET["c"]))
     elif "new" not in request.GET:
         current = conversations.first()
+    deployment = selectors.active_deployment(project)
     return render(request, "serving/chat.html", {
-        "project": project, "deployment": selectors.active_deployment(project), "conversations": conversations[:50],
+        "project": project, "deployment": deployment, "model_loading": runtime.policy_loading(deployment),
+        "conversations": conversations[:50],
         "current": current, "messages_": list(selectors.visible_messages(current)) if current else [],
     })
 

@@ -11,7 +11,7 @@ from serving.engine import EngineBusy, EngineError, GenerationParams, LocalEngin
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    return LocalEngine(tiny_model_dir, capacity=1, queue_timeout=0.2)
+    return LocalEngine(tiny_model_dir, capacity=1, max_queue=0, queue_timeout=0.2)
 
 
 def test_the_local_engine_streams_the_same_text_generate_would(engine):
@@ -20,7 +20,7 @@ def test_the_local_engine_streams_the_same_text_generate_would(engine):
     messages = [{"role": "user", "content": "hello"}]
     pieces = list(engine.stream(messages, GenerationParams(max_tokens=12, temperature=0)))
     assert len(pieces) >= 2, "the answer arrives in several pieces"
-    ids = engine.prompt_ids(messages)
+    ids = torch.tensor([engine.prompt_ids(messages)])
     with torch.no_grad():
         out = engine.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
                                     do_sample=False, eos_token_id=engine.eos, pad_token_id=engine.tokenizer.pad_token_id)
@@ -71,6 +71,9 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         for word in words:
             chunk = {"choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        if (body.get("stream_options") or {}).get("include_usage"):  # as vLLM does
+            usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
+            self.wfile.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
 
     def log_message(self, *args):
@@ -88,8 +91,9 @@ def fake_server():
 
 def test_the_remote_engine_streams_from_an_openai_compatible_server(fake_server):
     engine = RemoteEngine(fake_server, model="ppo-3", api_key="secret")
-    pieces = list(engine.stream([{"role": "user", "content": "echo these three"}], GenerationParams(max_tokens=9)))
-    assert pieces == ["echo ", "these ", "three "]
+    generation = engine.stream([{"role": "user", "content": "echo these three"}], GenerationParams(max_tokens=9))
+    assert list(generation) == ["echo ", "these ", "three "]
+    assert (generation.prompt_tokens, generation.completion_tokens) == (11, 3), "usage is the server's own count"
     sent = FakeOpenAI.requests[-1]
     assert sent["body"]["model"] == "ppo-3" and sent["body"]["stream"] is True and sent["body"]["max_tokens"] == 9
     assert sent["auth"] == "Bearer secret"

@@ -106,3 +106,20 @@ def test_generation_params_refuse_nonsense():
     with pytest.raises(EngineError, match="top_p"):
         GenerationParams(top_p=0)
 
+
+
+def test_the_first_words_show_after_a_small_window_then_stream_in_word_sized_pieces(moderator):
+    engine = ScriptedEngine(BENIGN, piece=4)  # about a token at a time
+    r = reply(moderator, engine)
+    events = list(r.events())
+    deltas = [text for kind, text in events if kind == "delta"]
+    assert "".join(deltas) == BENIGN
+    assert len(deltas[0]) <= 20 and deltas[0].endswith(" "), f"the first words come early and whole: {deltas[0]!r}"
+    assert all(len(d) <= 30 for d in deltas[:-1]), f"then word-sized pieces: {deltas}"
+
+
+def test_text_without_spaces_still_streams_before_the_end(moderator):
+    answer = "数" * 200
+    r = reply(moderator, ScriptedEngine(answer, piece=2))
+    deltas = [text for kind, text in r.events() if kind == "delta"]
+    assert len(deltas) > 3 and "".join(deltas) == answer
