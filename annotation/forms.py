@@ -107,6 +107,10 @@ class ProjectSettingsForm(forms.ModelForm):
         ]
         widgets = {"guidelines": forms.Textarea(attrs={"rows": 12, "class": "mono"})}
         labels = {"completions_per_prompt": "K (completions per prompt)"}
+        help_texts = {"labels_per_item": (
+            "How many labelers see each item. Raising it reopens items already labeled, so the next labelers "
+            "get them too; lowering it closes items that have enough labels (labels already given are kept)."
+        )}
 
     def clean_completions_per_prompt(self) -> int:
         k = self.cleaned_data["completions_per_prompt"]

@@ -167,8 +167,10 @@ def project_update(*, project: Project, **fields) -> Project:
         value = fields.get(name, getattr(project, name))
         if not 0 <= value <= 1:
             raise AnnotationError(f"{name.replace('_', ' ')} must be a share between 0 and 1")
-    recount = any(fields.get(name, getattr(project, name)) != getattr(project, name)
-                  for name in ("labels_per_item", "completions_per_prompt"))
+    # Compared with the stored row, not the instance: a ModelForm's is_valid() has already set the new
+    # values on it, and an unchanged-looking K or labels per item would leave done items closed.
+    stored = Project.objects.filter(pk=project.pk).values("labels_per_item", "completions_per_prompt").first() or {}
+    recount = any(fields.get(name, getattr(project, name)) != stored.get(name) for name in stored)
     for name, value in fields.items():
         setattr(project, name, value)
     with transaction.atomic():

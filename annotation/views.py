@@ -40,7 +40,6 @@ from annotation.models import (
     Role,
     TaskKind,
 )
-from annotation.pairs import ranking_pairs
 from annotation.queue import (
     demonstration_submit,
     prompt_flag,
@@ -282,6 +281,15 @@ def markdown_preview(request, slug: str):
 
 
 def pairs_preview(order: list[list[int]], names: dict[int, str]) -> list[str]:
-    """How a ranking reads as comparisons, e.g. ``["A > B", "A > C"]``; used by the review page."""
-    return [f"{names.get(better, better)} > {names.get(worse, worse)}" for better, worse in ranking_pairs(order)]
+    """How a ranking reads, as the labeler saw it on the ranking page: each tier's ties (``"B = C"``, no
+    comparison) then its comparisons with the tiers below (``"A > B"``); used by the review page."""
+    def name(cid: int) -> str:
+        return names.get(cid, str(cid))
+
+    out = []
+    for i, tier in enumerate(order):
+        for a, better in enumerate(tier):
+            out += [f"{name(better)} = {name(mate)}" for mate in tier[a + 1:]]
+            out += [f"{name(better)} > {name(worse)}" for below in order[i + 1:] for worse in below]
+    return out
 

@@ -68,7 +68,8 @@ def _ranking_context(ranking: Ranking) -> dict:
         ]}
         for t, tier in enumerate(ranking.order)
     ]
-    return {"tiers": tiers, "pairs": pairs_preview(ranking.order, names)}
+    pairs = pairs_preview(ranking.order, names)
+    return {"tiers": tiers, "pairs": pairs, "comparisons": sum(" > " in p for p in pairs)}
 
 
 def _item(project, kind: str, item_id: int):

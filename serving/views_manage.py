@@ -68,7 +68,9 @@ def moderation(request, slug: str):
     return render(request, "serving/moderation.html", {
         "project": project, "events": selectors.events_for_review(project)[:100],
         "feedback": selectors.feedback_for_review(project, handled=None)[:100],
-        "open_feedback": selectors.feedback_for_review(project).count(), "settings": settings, "custom_text": custom,
+        "open_feedback": selectors.feedback_for_review(project).count(),
+        "handled_feedback": selectors.feedback_for_review(project, handled=True).count(),
+        "settings": settings, "custom_text": custom,
         "templates": templates_table(project),
         "categories": [*CATEGORIES, *settings.custom_categories],
     })

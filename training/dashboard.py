@@ -13,7 +13,7 @@ from django.db.models import Count, Q
 
 from annotation.dashboard import chart, fmt
 from training.models import ModelVersion, RunKind, RunStatus, TrainingRun, VersionKind
-from training.selectors import lineage_of, runs_of
+from training.selectors import lineage_of, runs_of, versions_of
 
 CURVE_KINDS = (RunKind.SFT, RunKind.REWARD, RunKind.PPO, RunKind.PRETRAIN, RunKind.MODERATION, RunKind.SMOKE)
 CURVES = (
@@ -64,7 +64,8 @@ def run_curves(run: TrainingRun) -> list[dict]:
 
 
 def default_version(project, name: str | None) -> ModelVersion | None:
-    versions = ModelVersion.objects.filter(project=project, kind=VersionKind.POLICY).order_by("-created_at", "-id")
+    """The named version, else the newest policy; the shared base counts (a lineage starts there)."""
+    versions = versions_of(project, kind=VersionKind.POLICY)
     if name:
         return ModelVersion.objects.filter(Q(project=project) | Q(project__isnull=True), name=name).first()
     return versions.first()
@@ -88,12 +89,14 @@ def lineage_comparison(version: ModelVersion, chat: dict[int, dict]) -> dict:
             "initial_reward": metrics.get("initial_reward"), "final_reward": metrics.get("final_reward"),
             "final_kl": metrics.get("final_kl"), "thumbs_up_rate": outcome.get("thumbs_up_rate"),
         })
+    series = {"PPO reward at start": [r["initial_reward"] for r in rows],
+              "PPO reward at end": [r["final_reward"] for r in rows],
+              "RM accuracy of its reward model": [r["rm_accuracy"] for r in rows]}
+    if all(value is None for values in series.values() for value in values):
+        return {"rows": rows, "chart": None}  # nothing to draw yet: the page says what will appear, and when
     figure = chart(
         chart_id="lineage", title=f"Along the lineage of {version.name}", kind="bar", x_label="Version",
-        labels=[r["name"] for r in rows],
-        series={"PPO reward at start": [r["initial_reward"] for r in rows],
-                "PPO reward at end": [r["final_reward"] for r in rows],
-                "RM accuracy of its reward model": [r["rm_accuracy"] for r in rows]},
+        labels=[r["name"] for r in rows], series=series,
     )
     return {"rows": rows, "chart": figure}
 
@@ -151,7 +154,7 @@ def chat_outcomes(project) -> list[dict]:
 def chat_chart(outcomes: list[dict]) -> dict | None:
     if not outcomes:
         return None
-    return chart(chart_id="chat", title="Chat by deployed version", kind="bar", x_label="Policy version",
+    return chart(chart_id="chat", title="Thumbs-up and moderation rate per version", kind="bar", x_label="Policy version",
                  labels=[o["name"] for o in outcomes],
                  series={"thumbs-up rate": [o["thumbs_up_rate"] for o in outcomes],
                          "moderation rate": [o["moderation_rate"] for o in outcomes]})
@@ -165,7 +168,7 @@ def training_dashboard(project, *, run_id=None, version_name: str | None = None)
     return {
         "runs": curve_runs(project), "run": run, "curves": run_curves(run) if run else [],
         "live": bool(run and run.status == RunStatus.RUNNING),
-        "versions": ModelVersion.objects.filter(project=project, kind=VersionKind.POLICY).order_by("-created_at", "-id"),
+        "versions": versions_of(project, kind=VersionKind.POLICY),
         "version": version, "lineage": lineage_comparison(version, by_version) if version else None,
         "reward_chart": reward_models(project), "chat": outcomes, "chat_chart": chat_chart(outcomes),
         "fmt": fmt,

@@ -32,6 +32,9 @@ class FileReporter(Reporter):
     def checkpoint(self, path: Path, step: int) -> None:
         self._write({"event": "checkpoint", "path": str(path), "step": step})
 
+    def phase(self, name: str, done: int = 0, total: int = 0) -> None:
+        self._write({"event": "phase", "name": name, "done": done, "total": total})
+
 
 def main(spec_path: str) -> None:
     die_with_parent(signal.SIGKILL)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,8 +68,20 @@ def runner(kind: str) -> Callable[[Runner], Runner]:
 class DbReporter(Reporter):
     """Writes progress and checkpoints onto the run row; stops the run when it is no longer ours."""
 
+    PHASE_EVERY_SECONDS = 1.0  # a counted phase writes the row at most this often
+
     def __init__(self, run_id: int, token: str) -> None:
         self.run_id, self.token = run_id, token
+        self._phase_written: tuple[str, float] = ("", 0.0)
+
+    def phase(self, name: str, done: int = 0, total: int = 0) -> None:
+        last_name, last_at = self._phase_written
+        now = time.monotonic()
+        if name == last_name and done != total and now - last_at < self.PHASE_EVERY_SECONDS:
+            return
+        self._phase_written = (name, now)
+        if not runs.run_record_phase(run_id=self.run_id, token=self.token, name=name, done=done, total=total):
+            raise RunCancelled(f"run #{self.run_id} was cancelled or taken over")
 
     def progress(self, step: int, total: int, metrics: dict | None = None) -> None:
         if not runs.run_record_progress(run_id=self.run_id, token=self.token, step=step, total=total, metrics=metrics):

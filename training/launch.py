@@ -49,6 +49,8 @@ def _forward(lines: list[str], reporter: Reporter) -> None:
             reporter.progress(event["step"], event["total"], event.get("metrics"))
         elif event["event"] == "checkpoint":
             reporter.checkpoint(Path(event["path"]), event["step"])
+        elif event["event"] == "phase":
+            reporter.phase(event["name"], event["done"], event["total"])
 
 
 def _stop_group(proc: subprocess.Popen) -> None:

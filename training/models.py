@@ -106,6 +106,10 @@ class TrainingRun(models.Model):
     progress = models.FloatField(default=0.0)
     step = models.PositiveIntegerField(default=0)
     total_steps = models.PositiveIntegerField(default=0)
+    phase = models.JSONField(
+        default=dict, blank=True,
+        help_text='What the run does before its steps: {"name", "done", "total", "since"}; empty once steps run.',
+    )
     metrics = models.JSONField(default=list, blank=True, help_text="Time series: one dict per logged step.")
     summary = models.JSONField(default=dict, blank=True, help_text="Final metrics of the run.")
     heartbeat_at = models.DateTimeField(null=True, blank=True)

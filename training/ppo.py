@@ -234,6 +234,7 @@ def train_ppo(
     torch.manual_seed(config.seed)
     out_dir = Path(out_dir)
     prompts = read_prompts(Path(prompts_path))
+    reporter.phase("loading models")
     tokenizer, policy, value_head, ref, rm, rm_tokenizer = _load(policy_dir, reward_dir, ref_dir, resume_from)
     ptx = PtxData(Path(sft_data_path), tokenizer, config) if sft_data_path and config.ptx_coef > 0 else None
     optimizer = torch.optim.AdamW(
@@ -251,6 +252,7 @@ def train_ppo(
         optimizer.load_state_dict(torch.load(Path(resume_from) / "optimizer.pt", weights_only=True))
     rollout_seconds = update_seconds = 0.0
     updates_per_iteration = config.ppo_epochs * math.ceil(config.batch_size / config.mini_batch_size)
+    reporter.phase(f"generating and scoring the answers of iteration {start + 1} of {config.iterations}")
 
     for iteration in range(start, config.iterations):
         number = iteration + 1

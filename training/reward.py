@@ -283,10 +283,11 @@ def train_reward(
     if not train_set:
         raise ValueError(f"{data_path} has no training ranking with two completions of different rank")
 
+    reporter.phase("loading model")
     model, tokenizer = _load(Path(parent_dir), resume_from, config)
     model.to(device)
     pad_id = tokenizer.pad_token_id
-    train_enc, train_stats = encode_rankings(tokenizer, train_set, config.max_length)
+    train_enc, train_stats = encode_rankings(tokenizer, reporter.counted("tokenizing rankings", train_set), config.max_length)
     eval_enc, eval_stats = encode_rankings(tokenizer, eval_set, config.max_length)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -299,6 +300,7 @@ def train_reward(
         state = json.loads((resume_from / "trainer_state.json").read_text())
         start_step, history = state["step"], state["history"]
     else:
+        reporter.phase(f"evaluating before training on {len(eval_enc)} held-out rankings")
         history["eval_accuracy_initial"] = pairwise_accuracy(model, eval_enc, pad_id, config.eval_batch_size)
 
     model.train()

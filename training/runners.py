@@ -230,6 +230,9 @@ class ChunkReporter:
     def checkpoint(self, path, step: int) -> None:
         """Sampling resumes from the completions already stored, not from a checkpoint."""
 
+    def phase(self, name: str, done: int = 0, total: int = 0) -> None:
+        self.reporter.phase(name, done, total)
+
 
 @runner(RunKind.SAMPLING)
 def sampling(ctx: RunContext) -> RunOutcome:

@@ -84,6 +84,7 @@ def run_claim(*, run_id: int, worker: str) -> str | None:
         started_at=now,
         attempt=F("attempt") + 1,
         error="",
+        phase={},
     )
     return token if claimed else None
 
@@ -113,11 +114,32 @@ def run_record_progress(*, run_id: int, token: str, step: int, total: int, metri
             "total_steps": total,
             "progress": min(1.0, step / total) if total else 0.0,
             "heartbeat_at": timezone.now(),
+            "phase": {},  # steps are running: whatever came before them is over
         }
         if metrics:
             point = {"step": step, "time": timezone.now().isoformat(), **metrics}
             updates["metrics"] = [*(run.metrics or []), point]
         TrainingRun.objects.filter(pk=run_id).update(**updates)
+    return True
+
+
+def run_record_phase(*, run_id: int, token: str, name: str, done: int, total: int) -> bool:
+    """Store what the run is doing before its steps (``Reporter.phase``); False when it is no longer
+    ours or a manager cancelled it. ``since`` is kept while the name stays, so the page can say how long."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = (
+            TrainingRun.objects.select_for_update()
+            .filter(pk=run_id, status=RunStatus.RUNNING, worker_id=token)
+            .only("id", "phase", "cancel_requested")
+            .first()
+        )
+        if run is None or run.cancel_requested:
+            return False
+        since = (run.phase or {}).get("since") if (run.phase or {}).get("name") == name else None
+        phase = {"name": name[:200], "done": max(0, int(done)), "total": max(0, int(total)),
+                 "since": since or now.isoformat()}
+        TrainingRun.objects.filter(pk=run_id).update(phase=phase, heartbeat_at=now)
     return True
 
 

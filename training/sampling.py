@@ -90,10 +90,12 @@ def sample_completions(
         config = SamplingConfig(**config)
     if not prompts:
         return []
+    reporter.phase("loading model")
     model, tokenizer = load_policy(Path(policy_dir))
     requests = [index for index in range(len(prompts)) for _ in range(config.k)]
     batches = [requests[i : i + config.batch_size] for i in range(0, len(requests), config.batch_size)]
     answers: list[list[str]] = [[] for _ in prompts]
+    reporter.phase(f"generating the first batch of {len(batches)}")
     for number, batch in enumerate(batches):
         texts = generate_texts(model, tokenizer, [prompts[i] for i in batch], config, config.seed + number)
         for index, text in zip(batch, texts, strict=True):

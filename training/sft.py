@@ -207,6 +207,7 @@ def train_sft(
     torch.manual_seed(config.seed)
     parent_dir, out_dir, started = Path(parent_dir), Path(out_dir), time.time()
     resume_from = Path(resume_from) if resume_from else None
+    reporter.phase("loading model")
     model, tokenizer = _load(parent_dir, resume_from, config)
     pad = pad_id(tokenizer)
 
@@ -214,7 +215,7 @@ def train_sft(
     if not conversations:
         raise ValueError(f"{data_path} has no transcripts ending with an assistant turn")
     train_convs, eval_convs = split_examples(conversations, config.eval_fraction, config.seed)
-    train, dropped = tokenize_all(tokenizer, train_convs, config.max_length)
+    train, dropped = tokenize_all(tokenizer, reporter.counted("tokenizing examples", train_convs), config.max_length)
     evals, _ = tokenize_all(tokenizer, eval_convs, config.max_length)
     if not train:
         raise ValueError(f"no training example keeps an assistant token within max_length={config.max_length}")
@@ -231,6 +232,7 @@ def train_sft(
         start_step, history = state["step"], state["history"]
         initial_eval, first_loss = state["eval_loss_initial"], state.get("train_loss_first")
     else:
+        reporter.phase(f"evaluating before training on {len(evals)} held-out examples")
         initial_eval, first_loss = evaluate(model, evals, config.micro_batch_size, pad), None
     evaluated = [h["eval_loss"] for h in history if h.get("eval_loss") is not None]
     eval_loss = evaluated[-1] if evaluated else initial_eval

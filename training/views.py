@@ -14,6 +14,8 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.selectors import MANAGERS, project_for_user
@@ -21,7 +23,7 @@ from training import exports, selectors
 from training.autostart import training_settings_of, training_settings_update
 from training.errors import TrainingError
 from training.forms import AutostartForm, RunStartForm, SnapshotFreezeForm
-from training.models import FINISHED_STATUSES, RunKind
+from training.models import FINISHED_STATUSES, RunKind, RunStatus
 from training.runs import run_cancel
 from training.services import STARTABLE_KINDS, run_start, sampling_defaults, snapshot_freeze
 from training.snapshots import snapshot_file, snapshot_files
@@ -44,10 +46,26 @@ def duration_text(seconds: float | None) -> str:
 
 
 def _with_eta(runs):
+    now = timezone.now()
     for run in runs:
         run.eta_text = duration_text(selectors.run_eta_seconds(run))
         run.percent = round(run.progress * 100)
+        run.phase_now = _phase_shown(run, now)
     return runs
+
+
+def _phase_shown(run, now) -> dict | None:
+    """What a running run does before its steps (``Reporter.phase``), with its own share and duration."""
+    phase = run.phase or {}
+    if run.status != RunStatus.RUNNING or not phase.get("name"):
+        return None
+    since = parse_datetime(phase.get("since") or "")
+    done, total = phase.get("done", 0), phase.get("total", 0)
+    return {
+        "name": phase["name"], "done": done, "total": total,
+        "percent": round(100 * min(done, total) / total) if total else None,
+        "for": duration_text((now - since).total_seconds()) if since else "",
+    }
 
 
 def _defaults_by_kind(project) -> list[dict]:

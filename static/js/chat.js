@@ -9,7 +9,15 @@
   const send = document.getElementById("chat-send");
   const regen = document.getElementById("chat-regenerate");
   const status = document.getElementById("chat-status");
+  // No text after this long: say why (the first answer after a server start loads the model).
+  const SLOW_MS = 5000;
   let busy = false;
+
+  // Regenerate needs an answer to redo: offered only once the conversation exists.
+  function offerRegenerate() {
+    const ready = Boolean(root.dataset.conversation) && !send.disabled;
+    regen.hidden = !ready; regen.disabled = !ready;
+  }
 
   function bubble(role, content) {
     const div = document.createElement("div");
@@ -55,6 +63,9 @@
     busy = true; send.disabled = true; regen.disabled = true; status.textContent = "Thinking…";
     const answer = bubble("assistant", "");
     const box = answer.closest(".chat-msg");
+    const slow = setTimeout(() => {
+      if (!answer.textContent) status.textContent = "Still thinking… the first answer after a server start also loads the model (up to a minute).";
+    }, SLOW_MS);
     try {
       const response = await fetch(url, {method: "POST", body: body, headers: {"X-CSRFToken": root.dataset.csrf}});
       if (!response.ok) {
@@ -97,8 +108,10 @@
       status.textContent = "";
       if (retype && !text.value) text.value = retype;  // nothing was stored: the message is not lost
     } finally {
+      clearTimeout(slow);
       box.classList.remove("streaming");
-      busy = false; send.disabled = false; regen.disabled = false; regen.hidden = false;
+      busy = false; send.disabled = false;
+      offerRegenerate();
       text.focus();
     }
   }

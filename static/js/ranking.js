@@ -1,15 +1,18 @@
 /* Ranking page: order K answers by keys or drag and drop, ties allowed, with a live pairs preview.
  *
  * The board (rows 1..K plus a "not placed" pool) is the only state: each answer has one chip, and
- * the row holding the chip is its place. Keys: 1..K select an answer when none is selected; with one
- * selected, a number puts it in that row and moves on to the next unplaced answer. Arrows (or j/k)
- * move the selection, 0 or Backspace unplaces, u/w/h/p toggle the selected answer's flags, Enter
- * submits. Chips drag between rows with SortableJS when it is loaded, else with HTML5 drag and drop.
+ * the row holding the chip is its place. One answer is always selected (A at the start). Keys: the
+ * letters A..(K-th letter) select that answer; a number 1..K puts the selected answer in that row
+ * and selects the next unplaced one (or keeps it when all are placed), so a number never means
+ * "select". Arrows (or j/k) move the selection, 0 or Backspace unplaces, u/w/n/p toggle the selected
+ * answer's flags, Enter submits. The letters take precedence over the task page's F and G (the
+ * template hides those keys' hints when K reaches them). Chips drag between rows with SortableJS
+ * when it is loaded, else with HTML5 drag and drop.
  */
 (function () {
   "use strict";
 
-  var FLAG_KEYS = { u: "unsafe", w: "factually_wrong", h: "not_helpful", p: "personal_data" };
+  var FLAG_KEYS = { u: "unsafe", w: "factually_wrong", n: "not_helpful", p: "personal_data" };
   var state = null;
 
   function init(root) {
@@ -84,9 +87,8 @@
     state.cards.forEach(function (card) {
       var hint = card.querySelector("[data-hint]");
       if (!hint) return;
-      if (cid === null) hint.innerHTML = "press <kbd>" + card.getAttribute("data-index") + "</kbd> to select";
-      else if (card.getAttribute("data-cid") === cid) hint.innerHTML = "press <kbd>1</kbd>–<kbd>" + k + "</kbd> to put it in that row";
-      else hint.textContent = "";
+      if (card.getAttribute("data-cid") === cid) hint.innerHTML = "selected · <kbd>1</kbd>–<kbd>" + k + "</kbd> puts it in that row";
+      else hint.innerHTML = "<kbd>" + card.getAttribute("data-name") + "</kbd> selects it";
     });
     if (cid && !quiet) {
       var card = cardOf(cid);
@@ -174,6 +176,7 @@
       (el.tagName === "INPUT" && !/^(checkbox|radio|button|submit)$/.test(el.type)));
   }
 
+  /* Capture phase: runs before shortcuts.js, so an answer letter (F, G when K reaches them) selects. */
   document.addEventListener("keydown", function (e) {
     boot();
     if (!state || !document.body.contains(state.form)) return;
@@ -184,13 +187,14 @@
       var n = Number(key);
       e.preventDefault();
       if (n === 0) { if (state.selected) { place0(state.selected); } return; }
-      if (n > k) return;
-      if (state.selected === null) { select(state.cards[n - 1].getAttribute("data-cid")); return; }
+      if (n > k || state.selected === null) return;
       var cid = state.selected;
       place(cid, n);
-      select(nextUnplaced(cid));
+      select(nextUnplaced(cid) || cid);
       return;
     }
+    var lettered = byLetter(key);
+    if (lettered) { e.preventDefault(); select(lettered.getAttribute("data-cid")); return; }
     if (key === "Backspace" || key === "Delete") { if (state.selected) { e.preventDefault(); place0(state.selected); } return; }
     if (key === "ArrowDown" || key === "ArrowUp" || key === "j" || key === "k") {
       e.preventDefault();
@@ -206,7 +210,13 @@
       var box = state.form.querySelector('input[name="flag-' + state.selected + '"][value="' + flag + '"]');
       if (box) { box.checked = !box.checked; markFlags(box.closest("article")); }
     }
-  });
+  }, true);
+
+  function byLetter(key) {
+    if (!/^[a-z]$/i.test(key)) return null;
+    var name = key.toUpperCase();
+    return state.cards.filter(function (c) { return c.getAttribute("data-name") === name; })[0] || null;
+  }
 
   function place0(cid) {
     state.form.querySelector(".pool [data-tier-items]").appendChild(chipOf(cid));

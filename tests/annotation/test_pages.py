@@ -210,9 +210,11 @@ def test_reviewer_sees_a_ranking_as_tiers_and_pairs(as_user, project, bob, dave,
     body = r.get(url(project, "review/?kind=ranking")).content.decode()
     assert "Ranking by bob" in body and "Not helpful" in body
     name = {c.pk: "ABCD"[i] for i, c in enumerate(shown_completions(a))}  # the letters bob saw
-    expected = [f"{name[x]} &gt; {name[y]}" for x, y in [(three, one), (three, two), (three, four), (one, four),
-                                                          (two, four)]]
-    assert "Reads as: " + ", ".join(expected) in body
+    expected = [f"{name[x]} &gt; {name[y]}" for x, y in [(three, one), (three, two), (three, four)]]
+    expected += [f"{name[one]} = {name[two]}", f"{name[one]} &gt; {name[four]}", f"{name[two]} &gt; {name[four]}"]
+    assert "Reads as: " + ", ".join(expected) in body  # the tie bob made reads as he saw it
+    keys = body.split("<strong>Keys</strong>")[1].split("</div>")[0]
+    assert "reject" in keys and "edit" not in keys  # rankings have no Edit button, so no E key either
     ranking = Ranking.objects.get()
     r.post(url(project, f"review/ranking/{ranking.pk}/reject/"), {"reason": "Random order"}, **HTMX)
     ranking.refresh_from_db()

@@ -26,3 +26,12 @@ def num(value) -> str:
     if isinstance(value, list):
         return f"{len(value)} values"
     return str(value)
+
+
+@register.filter
+def thousands(value) -> str:
+    """1307 -> "1,307"."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return str(value)
