@@ -212,6 +212,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Runs whose heartbeat is older than this are treated as lost by the sweep.
 RUN_STALE_SECONDS = env_int("TUNELOOP_RUN_STALE_SECONDS", 60)
 RUN_HEARTBEAT_SECONDS = env_float("TUNELOOP_RUN_HEARTBEAT_SECONDS", 5.0)
+# The most processes (torchrun --nproc-per-node) a run may ask for; 0: this machine's CPU or GPU count.
+TRAINING_MAX_NPROC = env_int("TUNELOOP_MAX_NPROC", 0)
 RUN_MAX_ATTEMPTS = env_int("TUNELOOP_RUN_MAX_ATTEMPTS", 3)
 RUN_SWEEP_SECONDS = env_float("TUNELOOP_RUN_SWEEP_SECONDS", 30.0)
 WORKER_HEARTBEAT_SECONDS = env_float("TUNELOOP_WORKER_HEARTBEAT_SECONDS", 10.0)

@@ -7,6 +7,7 @@ import json
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.validators import MaxValueValidator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -16,6 +17,7 @@ from training.errors import TrainingError
 from training.models import Corpus, ModelVersion, RunKind, VersionKind
 from training.pretrain_config import PretrainConfig
 from training.runs import run_create
+from training.stage_configs import max_nproc
 
 
 class CorpusUploadForm(forms.Form):
@@ -27,11 +29,13 @@ class PretrainForm(forms.Form):
     start_from = forms.ModelChoiceField(
         queryset=ModelVersion.objects.none(), required=False, empty_label="From scratch (new tokenizer and model)"
     )
-    nproc = forms.IntegerField(min_value=1, max_value=64, initial=1, label="Processes (torchrun when > 1)")
+    nproc = forms.IntegerField(min_value=1, initial=1, label="Processes (torchrun when > 1)")
     config = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "class": "mono"}), required=False)
 
     def __init__(self, project, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["nproc"].max_value = max_nproc()
+        self.fields["nproc"].validators.append(MaxValueValidator(max_nproc()))
         self.fields["corpus"].queryset = Corpus.objects.filter(project=project)
         self.fields["start_from"].queryset = ModelVersion.objects.filter(
             kind=VersionKind.POLICY, project__in=[project, None]
@@ -41,8 +45,10 @@ class PretrainForm(forms.Form):
         raw = self.cleaned_data["config"].strip() or "{}"
         try:
             values = json.loads(raw)
+            if not isinstance(values, dict):
+                raise ValueError("must be a JSON object")
             PretrainConfig.from_dict(values)
-        except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        except (json.JSONDecodeError, TypeError, ValueError, RecursionError) as exc:
             raise forms.ValidationError(f"config: {exc}") from None
         return values
 
