@@ -106,6 +106,7 @@ class AnnotationView(GenericAPIView):
         roles = roles or self.roles
         if project.requester_role not in roles:
             raise PermissionDenied(ROLE_NEEDED.get(tuple(roles), "your role in this project cannot do this"))
+        self._project = project
         return project
 
     def handle_exception(self, exc):
@@ -119,6 +120,12 @@ class AnnotationView(GenericAPIView):
         data = serializer_class(data=self.request.data)
         data.is_valid(raise_exception=True)
         return data.validated_data
+
+    def get_serializer_context(self):
+        """``show_gold`` for reviewers and managers only (see ``PromptSerializer``)."""
+        project = getattr(self, "_project", None)
+        return {**super().get_serializer_context(),
+                "show_gold": project is not None and project.requester_role in REVIEWERS}
 
     def page(self, queryset, serializer_class):
         page = self.paginate_queryset(queryset)
@@ -157,8 +164,11 @@ class PromptList(ListModelMixin, AnnotationView):
     @extend_schema(parameters=[OpenApiParameter("source", str, enum=["import", "labeler", "chat"]),
                                OpenApiParameter("is_gold", bool), OpenApiParameter("flagged", bool)])
     def get(self, request, slug: str):
-        """The project's prompts, oldest first."""
-        return self.page(_filtered(prompts_of(self.project()), request.query_params, PROMPT_FILTERS), s.PromptSerializer)
+        """The project's prompts, oldest first. ``is_gold`` (filter and field) is for reviewers and managers."""
+        project = self.project()
+        if "is_gold" in request.query_params and project.requester_role not in REVIEWERS:
+            raise PermissionDenied("only reviewers and managers of this project can filter by is_gold")
+        return self.page(_filtered(prompts_of(project), request.query_params, PROMPT_FILTERS), s.PromptSerializer)
 
     @extend_schema(request=s.PromptImportSerializer,
                    responses={201: s.ImportReportSerializer, 400: s.ImportFailedSerializer})

@@ -38,9 +38,21 @@ class ProjectCreateSerializer(serializers.Serializer):
 
 
 class PromptSerializer(serializers.ModelSerializer):
+    """``is_gold`` only when the context says ``show_gold`` (reviewers and managers): a labeler who could
+    tell gold items apart could label them with extra care and game the quality check."""
+
+    is_gold = serializers.BooleanField(read_only=True, required=False,
+                                       help_text="Only for reviewers and managers; absent for labelers.")
+
     class Meta:
         model = Prompt
         fields = ["id", "messages", "text", "source", "metadata", "is_gold", "flag_count", "created_at"]
+
+    def to_representation(self, prompt):
+        data = super().to_representation(prompt)
+        if not self.context.get("show_gold"):
+            data.pop("is_gold", None)
+        return data
 
 
 class PromptImportSerializer(serializers.Serializer):
