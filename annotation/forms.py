@@ -103,7 +103,7 @@ class ProjectSettingsForm(forms.ModelForm):
         model = Project
         fields = [
             "name", "guidelines", "completions_per_prompt", "labels_per_item", "review_rate", "gold_rate",
-            "lease_seconds",
+            "lease_seconds", "allow_self_review",
         ]
         widgets = {"guidelines": forms.Textarea(attrs={"rows": 12, "class": "mono"})}
         labels = {"completions_per_prompt": "K (completions per prompt)"}
