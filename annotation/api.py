@@ -45,6 +45,7 @@ from annotation.selectors import (
     prompts_of,
 )
 from annotation.services import membership_set, project_create
+from config.input import parse_id
 
 ROLE_NEEDED = {MANAGERS: "only managers of this project can do this",
                REVIEWERS: "only reviewers and managers of this project can do this"}
@@ -61,9 +62,10 @@ def _bool(name: str, value: str) -> bool:
 
 
 def _int(name: str, value: str) -> int:
-    if not value.isdigit():
+    parsed = parse_id(value)
+    if parsed is None:
         raise ValidationError({name: "must be an id"})
-    return int(value)
+    return parsed
 
 
 def _filtered(queryset, params, allowed: dict):

@@ -27,6 +27,7 @@ from django.db import IntegrityError, transaction
 from annotation.errors import AnnotationError
 from annotation.models import Completion, Demonstration, Project, Prompt, PromptSource, ReviewState
 from annotation.prompt_text import PromptFormatError, normalized_hash, to_messages
+from config.input import loads
 
 CHUNK = 1000
 MAX_PROBLEMS_LISTED = 200
@@ -205,7 +206,7 @@ def _jsonl(importer: _Importer, lines: Iterator[tuple[int, int, bytes]]) -> None
             importer.report.lines += 1
             continue
         try:
-            record = json.loads(text)
+            record = loads(text)
         except json.JSONDecodeError as exc:
             importer.report.lines += 1
             importer.problem(number, f"not valid JSON ({exc.msg} at column {exc.colno})")
@@ -251,7 +252,7 @@ def _csv_record(importer: _Importer, line: int, row: dict[str, str]) -> dict | N
             continue
         if name in _JSON_CELLS:
             try:
-                record[name] = json.loads(value)
+                record[name] = loads(value)
             except json.JSONDecodeError:
                 importer.problem(line, "must be JSON", name)
                 ok = False

@@ -3,13 +3,27 @@ from django.http import Http404
 from django.shortcuts import render
 
 from annotation.markdown import render_markdown
-from annotation.selectors import EVERYONE, project_for_user, projects_for_user
+from annotation.selectors import EVERYONE, labeler_summary, project_for_user, projects_for_user
 
 
 @login_required
 def home(request):
     """The landing page: the projects the user belongs to, with their role in each."""
     return render(request, "home.html", {"memberships": projects_for_user(request.user)})
+
+
+@login_required
+def my_work(request):
+    """The top bar's "My work": the user's own answers and rankings in each project, and how review went."""
+    rows = []
+    for membership in projects_for_user(request.user):
+        summary = labeler_summary(membership.project, request.user)
+        rows.append({
+            "project": membership.project, "role": membership.get_role_display(), "summary": summary,
+            **{key: summary["demonstrations"][name] + summary["rankings"][name]
+               for key, name in (("approved", "approved"), ("pending", "pending_review"), ("rejected", "rejected"))},
+        })
+    return render(request, "me.html", {"rows": rows})
 
 
 @login_required

@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from config.input import loads
 from training.errors import TrainingError
 from training.models import Corpus
 
@@ -29,7 +30,7 @@ def corpora_dir() -> Path:
 
 def _jsonl_text(line: str, number: int, name: str) -> str:
     try:
-        record = json.loads(line)
+        record = loads(line)
     except json.JSONDecodeError as exc:
         raise TrainingError(f"{name}, line {number}: not valid JSON ({exc.msg})") from None
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):

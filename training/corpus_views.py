@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.selectors import MANAGERS, project_for_user
+from config.input import loads
 from training.corpus import corpus_from_demonstrations, corpus_upload
 from training.errors import TrainingError
 from training.models import Corpus, ModelVersion, RunKind, VersionKind
@@ -44,7 +45,7 @@ class PretrainForm(forms.Form):
     def clean_config(self):
         raw = self.cleaned_data["config"].strip() or "{}"
         try:
-            values = json.loads(raw)
+            values = loads(raw)
             if not isinstance(values, dict):
                 raise ValueError("must be a JSON object")
             PretrainConfig.from_dict(values)
