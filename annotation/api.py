@@ -46,6 +46,8 @@ from annotation.selectors import (
 )
 from annotation.services import membership_set, project_create
 from config.input import parse_id
+from config.parsers import PayloadTooLarge
+from config.uploads import too_large
 
 ROLE_NEEDED = {MANAGERS: "only managers of this project can do this",
                REVIEWERS: "only reviewers and managers of this project can do this"}
@@ -188,11 +190,16 @@ class PromptUpload(AnnotationView):
     serializer_class = s.PromptUploadSerializer
 
     @extend_schema(request={"multipart/form-data": s.PromptUploadSerializer},
-                   responses={201: s.ImportReportSerializer, 400: s.ImportFailedSerializer})
+                   responses={201: s.ImportReportSerializer, 400: s.ImportFailedSerializer,
+                              413: OpenApiResponse(description="The file is over TUNELOOP_MAX_IMPORT_BYTES")})
     def post(self, request, slug: str):
         """Import a JSONL or CSV file (managers), streamed line by line, in one transaction."""
         project = self.project()
+        if refused := too_large("import", request=request):
+            raise PayloadTooLarge(refused)
         upload = self.parsed(s.PromptUploadSerializer)["file"]
+        if refused := too_large("import", upload=upload):
+            raise PayloadTooLarge(refused)
         report = prompts_import(project=project, stream=upload, filename=upload.name, user=request.user)
         return Response(s.ImportReportSerializer(report).data, status=status.HTTP_201_CREATED)
 

@@ -162,7 +162,15 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
+# The largest request body that is not a file upload (forms and JSON bodies, /api/ and /v1): 413 past it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TUNELOOP_MAX_BODY_BYTES", 20 * 1024 * 1024)
+# Uploads by kind (config/uploads.py), and the longest single line each parser takes (docs/security.md).
+UPLOAD_LIMITS = {
+    "import": env_int("TUNELOOP_MAX_IMPORT_BYTES", 100 * 1024 * 1024),
+    "corpus": env_int("TUNELOOP_MAX_CORPUS_BYTES", 512 * 1024 * 1024),
+}
+MAX_IMPORT_LINE_BYTES = env_int("TUNELOOP_MAX_IMPORT_LINE_BYTES", 256 * 1024)
+MAX_CORPUS_LINE_BYTES = env_int("TUNELOOP_MAX_CORPUS_LINE_BYTES", 4 * 1024 * 1024)
 
 # --- HTTPS and browser protections (docs/security.md, "Deploying behind a proxy") ---
 # Cookies are secure outside embedded/debug mode. Redirects to HTTPS and HSTS are the TLS terminator's
@@ -194,6 +202,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "config.parsers.exception_handler",
     "DEFAULT_PARSER_CLASSES": [
         "config.parsers.JSONBodyParser",
         "rest_framework.parsers.FormParser",

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from annotation.selectors import MANAGERS, project_for_user
 from config.input import loads
+from config.uploads import too_large
 from training.corpus import corpus_from_demonstrations, corpus_upload
 from training.errors import TrainingError
 from training.models import Corpus, ModelVersion, RunKind, VersionKind
@@ -66,6 +67,11 @@ def corpora(request, slug):
     upload = CorpusUploadForm()
     pretrain = PretrainForm(project, initial={"config": _defaults()})
     if request.method == "POST":
+        if refused := too_large("corpus", request=request):
+            upload = CorpusUploadForm({}, {})
+            upload.full_clean()
+            upload.errors["file"] = upload.error_class([refused])
+            return _page(request, project, upload, pretrain, status=413)
         if "file" in request.FILES:
             upload = CorpusUploadForm(request.POST, request.FILES)
             if upload.is_valid():
@@ -89,12 +95,16 @@ def corpora(request, slug):
                 )
                 messages.success(request, f"Pre-training run #{run.pk} queued.")
                 return redirect(f"/projects/{slug}/runs/{run.pk}/")
+    return _page(request, project, upload, pretrain)
+
+
+def _page(request, project, upload, pretrain, status: int = 200):
     return render(request, "training/corpora.html", {
         "project": project,
         "corpora": Corpus.objects.filter(project=project),
         "upload": upload,
         "pretrain": pretrain,
-    })
+    }, status=status)
 
 
 @login_required
