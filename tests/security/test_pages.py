@@ -73,3 +73,19 @@ def test_the_api_docs_page_loads_its_script_from_a_url(client, alice):
     client.force_login(alice)
     body = client.get("/api/docs/").content.decode()
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>\s*\S", body)
+
+
+def test_browser_tests_save_screenshots_outside_the_tracked_docs(monkeypatch):
+    import importlib
+
+    import tests.e2e.shots as shots
+
+    docs = Path(settings.BASE_DIR, "docs", "screenshots")
+    monkeypatch.delenv("TUNELOOP_SCREENSHOTS", raising=False)
+    default = importlib.reload(shots).SHOTS
+    assert default != docs and docs not in default.parents
+    monkeypatch.setenv("TUNELOOP_SCREENSHOTS", "docs/screenshots")
+    chosen = importlib.reload(shots).SHOTS
+    assert chosen == docs
+    monkeypatch.delenv("TUNELOOP_SCREENSHOTS")
+    importlib.reload(shots)
