@@ -81,8 +81,10 @@ class ImportReportSerializer(serializers.Serializer):
 
 
 class ImportFailedSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    problems = serializers.ListField(child=serializers.CharField())
+    """A failed import (``detail`` and ``problems`` by line), or a malformed request (errors by field)."""
+
+    detail = serializers.CharField(required=False)
+    problems = serializers.ListField(child=serializers.CharField(), required=False)
 
 
 class PromptWriteSerializer(serializers.Serializer):

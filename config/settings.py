@@ -225,6 +225,18 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name per choice set (several models have a "kind", a "role" or a "status").
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "annotation.models.Role",
+        "MessageRoleEnum": "serving.models.MessageRole",
+        "TaskKindEnum": "annotation.models.TaskKind",
+        "SnapshotKindEnum": "training.models.SnapshotKind",
+        "RunKindEnum": "training.models.RunKind",
+        "VersionKindEnum": "training.models.VersionKind",
+        "FeedbackKindEnum": "serving.models.FeedbackKind",
+        "AssignmentStatusEnum": "annotation.models.AssignmentStatus",
+        "RunStatusEnum": "training.models.RunStatus",
+    },
 }
 
 # --- Celery: job state lives in the database (TrainingRun rows); the broker only carries wake-ups.

@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import GenericAPIView
+from rest_framework.mixins import ListModelMixin  # the schema then documents the paginated list
 from rest_framework.response import Response
 
 from annotation.selectors import EVERYONE, MANAGERS, project_for_user
@@ -90,7 +91,7 @@ class ServingView(GenericAPIView):
         return data.validated_data
 
 
-class DeploymentList(ServingView):
+class DeploymentList(ListModelMixin, ServingView):
     serializer_class = DeploymentSerializer
 
     def get(self, request, slug: str):
@@ -143,7 +144,7 @@ class MessageFeedback(ServingView):
         return Response(FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)
 
 
-class FeedbackList(ServingView):
+class FeedbackList(ListModelMixin, ServingView):
     serializer_class = FeedbackSerializer
 
     def get(self, request, slug: str):
@@ -152,7 +153,7 @@ class FeedbackList(ServingView):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
 
-class EventList(ServingView):
+class EventList(ListModelMixin, ServingView):
     serializer_class = EventSerializer
 
     def get(self, request, slug: str):
@@ -173,7 +174,7 @@ class EventReview(ServingView):
         return Response(EventSerializer(event).data)
 
 
-class KeyList(ServingView):
+class KeyList(ListModelMixin, ServingView):
     serializer_class = ApiKeySerializer
 
     def get(self, request):
