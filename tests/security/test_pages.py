@@ -89,3 +89,11 @@ def test_browser_tests_save_screenshots_outside_the_tracked_docs(monkeypatch):
     assert chosen == docs
     monkeypatch.delenv("TUNELOOP_SCREENSHOTS")
     importlib.reload(shots)
+
+
+def test_the_start_command_says_how_to_create_a_superuser(django_user_model):
+    from config.management.commands.up import admin_hint
+
+    assert "manage.py createsuperuser" in admin_hint()
+    django_user_model.objects.create_superuser("root", password="pw")
+    assert "createsuperuser" not in admin_hint()
