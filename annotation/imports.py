@@ -6,10 +6,10 @@ importer) and optional ``completions`` (a list of texts, stored for ranking). CS
 fields as columns; ``metadata``, ``messages`` and ``completions`` cells hold JSON.
 
 The file is read line by line and never held in memory; a line longer than
-``settings.MAX_IMPORT_LINE_BYTES`` is a problem of that line (and is not read into memory whole). Valid rows are written in chunks of 1000
-inside one transaction; the first problem stops the writing, the rest of the file is still checked
-so every problem is reported with its line and field, then the transaction rolls back and nothing is
-written. A prompt already in the project, or repeated in the file, is a duplicate: reported with its
+``settings.MAX_IMPORT_LINE_BYTES`` is a problem of that line (and is never read whole). Valid rows
+are written in chunks of 1000 inside one transaction; the first problem stops the writing, the rest
+of the file is still checked so every problem is reported with its line and field, then the
+transaction rolls back and nothing is written. A prompt already in the project, or repeated in the file, is a duplicate: reported with its
 line and skipped, not an error.
 """
 

@@ -36,8 +36,8 @@ class PretrainForm(forms.Form):
 
     def __init__(self, project, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["nproc"].max_value = max_nproc()
         self.fields["nproc"].validators.append(MaxValueValidator(max_nproc()))
+        self.fields["nproc"].widget.attrs["max"] = max_nproc()
         self.fields["corpus"].queryset = Corpus.objects.filter(project=project)
         self.fields["start_from"].queryset = ModelVersion.objects.filter(
             kind=VersionKind.POLICY, project__in=[project, None]
@@ -50,7 +50,7 @@ class PretrainForm(forms.Form):
             if not isinstance(values, dict):
                 raise ValueError("must be a JSON object")
             PretrainConfig.from_dict(values)
-        except (json.JSONDecodeError, TypeError, ValueError, RecursionError) as exc:
+        except (json.JSONDecodeError, TypeError, ValueError) as exc:
             raise forms.ValidationError(f"config: {exc}") from None
         return values
 
@@ -74,6 +74,9 @@ def corpora(request, slug):
             return _page(request, project, upload, pretrain, status=413)
         if "file" in request.FILES:
             upload = CorpusUploadForm(request.POST, request.FILES)
+            if upload.is_valid() and (refused := too_large("corpus", upload=upload.cleaned_data["file"])):
+                upload.add_error("file", refused)
+                return _page(request, project, upload, pretrain, status=413)
             if upload.is_valid():
                 f = upload.cleaned_data["file"]
                 try:
