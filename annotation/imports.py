@@ -317,11 +317,17 @@ def prompts_import(*, project: Project, stream: IO[bytes], filename: str, user,
 
 
 def prompts_import_records(*, project: Project, records: list[dict], user) -> ImportReport:
-    """The API's import: the same rules as a file, ``line`` being the record's position from 1."""
+    """The API's import: the same rules as a file (one record as long as a line at most), ``line`` being
+    the record's position from 1."""
     if not isinstance(records, list):
         raise ImportFailed(["records must be a list of objects"])
-    importer = _Importer(project, user, None)
+    max_line = settings.MAX_IMPORT_LINE_BYTES
+    importer = _Importer(project, user, None, max_line)
     with transaction.atomic():
         for index, record in enumerate(records, 1):
+            if len(json.dumps(record, ensure_ascii=False).encode()) > max_line:
+                importer.report.lines += 1
+                _decode(importer, index, 0, None)
+                continue
             importer.add(index, record)
         return importer.finish()

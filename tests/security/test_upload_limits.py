@@ -81,3 +81,11 @@ def test_a_json_body_over_the_limit_is_a_413(project, alice):
     response = api_as(alice).post(f"{base(project)}/prompts/", {"records": records}, format="json")
     assert response.status_code == 413 and "TUNELOOP_MAX_BODY_BYTES" in response.json()["detail"]
     assert not Prompt.objects.exists()
+
+
+def test_an_over_long_record_in_the_json_import_is_a_record_error(project, alice):
+    records = [{"prompt": "short"}, {"prompt": "z" * 10_000}]
+    response = api_as(alice).post(f"{base(project)}/prompts/", {"records": records}, format="json")
+    assert response.status_code == 400
+    assert [p for p in response.json()["problems"] if p.startswith("line 2: longer than 4 KB")]
+    assert not Prompt.objects.exists()
