@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TUNELOOP_EMBEDDED ?= 1
 
-.PHONY: run test test-fast lint check demo-loop clean
+.PHONY: run test test-fast lint check demo-loop screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 check: lint
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
+
+# Refresh docs/screenshots/ from the browser tests (plain `make test` saves them to a temporary folder).
+screenshots: $(STAMP)
+	TUNELOOP_SCREENSHOTS=docs/screenshots $(PY) -m pytest -m browser tests/e2e
 
 demo-loop: $(STAMP)
 	$(PY) manage.py demo_loop --docs

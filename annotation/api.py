@@ -49,6 +49,9 @@ from annotation.selectors import (
     prompts_of,
 )
 from annotation.services import invitation_accept, invitation_decline, membership_invite, project_create
+from config.input import parse_id
+from config.parsers import PayloadTooLarge
+from config.uploads import too_large
 
 ROLE_NEEDED = {MANAGERS: "only managers of this project can do this",
                REVIEWERS: "only reviewers and managers of this project can do this"}
@@ -65,9 +68,10 @@ def _bool(name: str, value: str) -> bool:
 
 
 def _int(name: str, value: str) -> int:
-    if not value.isdigit():
+    parsed = parse_id(value)
+    if parsed is None:
         raise ValidationError({name: "must be an id"})
-    return int(value)
+    return parsed
 
 
 def _filtered(queryset, params, allowed: dict):
@@ -110,6 +114,7 @@ class AnnotationView(GenericAPIView):
         roles = roles or self.roles
         if project.requester_role not in roles:
             raise PermissionDenied(ROLE_NEEDED.get(tuple(roles), "your role in this project cannot do this"))
+        self._project = project
         return project
 
     def handle_exception(self, exc):
@@ -123,6 +128,12 @@ class AnnotationView(GenericAPIView):
         data = serializer_class(data=self.request.data)
         data.is_valid(raise_exception=True)
         return data.validated_data
+
+    def get_serializer_context(self):
+        """``show_gold`` for reviewers and managers only (see ``PromptSerializer``)."""
+        project = getattr(self, "_project", None)
+        return {**super().get_serializer_context(),
+                "show_gold": project is not None and project.requester_role in REVIEWERS}
 
     def page(self, queryset, serializer_class):
         page = self.paginate_queryset(queryset)
@@ -163,8 +174,11 @@ class PromptList(ListModelMixin, AnnotationView):
     @extend_schema(parameters=[OpenApiParameter("source", str, enum=["import", "labeler", "chat"]),
                                OpenApiParameter("is_gold", bool), OpenApiParameter("flagged", bool)])
     def get(self, request, slug: str):
-        """The project's prompts, oldest first."""
-        return self.page(_filtered(prompts_of(self.project()), request.query_params, PROMPT_FILTERS), s.PromptSerializer)
+        """The project's prompts, oldest first. ``is_gold`` (filter and field) is for reviewers and managers."""
+        project = self.project()
+        if "is_gold" in request.query_params and project.requester_role not in REVIEWERS:
+            raise PermissionDenied("only reviewers and managers of this project can filter by is_gold")
+        return self.page(_filtered(prompts_of(project), request.query_params, PROMPT_FILTERS), s.PromptSerializer)
 
     @extend_schema(request=s.PromptImportSerializer,
                    responses={201: s.ImportReportSerializer, 400: s.ImportFailedSerializer})
@@ -182,11 +196,16 @@ class PromptUpload(AnnotationView):
     serializer_class = s.PromptUploadSerializer
 
     @extend_schema(request={"multipart/form-data": s.PromptUploadSerializer},
-                   responses={201: s.ImportReportSerializer, 400: s.ImportFailedSerializer})
+                   responses={201: s.ImportReportSerializer, 400: s.ImportFailedSerializer,
+                              413: OpenApiResponse(description="The file is over TUNELOOP_MAX_IMPORT_BYTES")})
     def post(self, request, slug: str):
         """Import a JSONL or CSV file (managers), streamed line by line, in one transaction."""
         project = self.project()
+        if refused := too_large("import", request=request):
+            raise PayloadTooLarge(refused)
         upload = self.parsed(s.PromptUploadSerializer)["file"]
+        if refused := too_large("import", upload=upload):
+            raise PayloadTooLarge(refused)
         report = prompts_import(project=project, stream=upload, filename=upload.name, user=request.user)
         return Response(s.ImportReportSerializer(report).data, status=status.HTTP_201_CREATED)
 

@@ -48,9 +48,21 @@ class ProjectCreateSerializer(serializers.Serializer):
 
 
 class PromptSerializer(serializers.ModelSerializer):
+    """``is_gold`` only when the context says ``show_gold`` (reviewers and managers): a labeler who could
+    tell gold items apart could label them with extra care and game the quality check."""
+
+    is_gold = serializers.BooleanField(read_only=True, required=False,
+                                       help_text="Only for reviewers and managers; absent for labelers.")
+
     class Meta:
         model = Prompt
         fields = ["id", "messages", "text", "source", "metadata", "is_gold", "flag_count", "created_at"]
+
+    def to_representation(self, prompt):
+        data = super().to_representation(prompt)
+        if not self.context.get("show_gold"):
+            data.pop("is_gold", None)
+        return data
 
 
 class PromptImportSerializer(serializers.Serializer):
@@ -79,8 +91,10 @@ class ImportReportSerializer(serializers.Serializer):
 
 
 class ImportFailedSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    problems = serializers.ListField(child=serializers.CharField())
+    """A failed import (``detail`` and ``problems`` by line), or a malformed request (errors by field)."""
+
+    detail = serializers.CharField(required=False)
+    problems = serializers.ListField(child=serializers.CharField(), required=False)
 
 
 class PromptWriteSerializer(serializers.Serializer):

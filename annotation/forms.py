@@ -8,6 +8,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from annotation.models import Project, Role
+from config.input import loads
 
 FLAGS = ("unsafe", "factually_wrong", "not_helpful", "personal_data")
 SKIP_REASONS = [
@@ -46,7 +47,7 @@ class RankingForm(TimedForm):
 
     def clean_order(self) -> list[list[int]]:
         try:
-            order = json.loads(self.cleaned_data["order"])
+            order = loads(self.cleaned_data["order"])
         except json.JSONDecodeError as exc:
             raise forms.ValidationError("The ranking could not be read; reload the page.") from exc
         if not isinstance(order, list) or not all(isinstance(t, list) for t in order):
@@ -103,7 +104,7 @@ class ProjectSettingsForm(forms.ModelForm):
         model = Project
         fields = [
             "name", "guidelines", "completions_per_prompt", "labels_per_item", "review_rate", "gold_rate",
-            "lease_seconds",
+            "lease_seconds", "allow_self_review",
         ]
         widgets = {"guidelines": forms.Textarea(attrs={"rows": 12, "class": "mono"})}
         labels = {"completions_per_prompt": "K (completions per prompt)"}

@@ -5,10 +5,11 @@ optional ``metadata`` object, an optional ``answer`` (stored as an approved demo
 importer) and optional ``completions`` (a list of texts, stored for ranking). CSV files carry the same
 fields as columns; ``metadata``, ``messages`` and ``completions`` cells hold JSON.
 
-The file is read line by line and never held in memory. Valid rows are written in chunks of 1000
-inside one transaction; the first problem stops the writing, the rest of the file is still checked
-so every problem is reported with its line and field, then the transaction rolls back and nothing is
-written. A prompt already in the project, or repeated in the file, is a duplicate: reported with its
+The file is read line by line and never held in memory; a line longer than
+``settings.MAX_IMPORT_LINE_BYTES`` is a problem of that line (and is never read whole). Valid rows
+are written in chunks of 1000 inside one transaction; the first problem stops the writing, the rest
+of the file is still checked so every problem is reported with its line and field, then the
+transaction rolls back and nothing is written. A prompt already in the project, or repeated in the file, is a duplicate: reported with its
 line and skipped, not an error.
 """
 
@@ -17,16 +18,18 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import IO
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from annotation.errors import AnnotationError
 from annotation.models import Completion, Demonstration, Project, Prompt, PromptSource, ReviewState
 from annotation.prompt_text import PromptFormatError, normalized_hash, to_messages
+from config.input import loads
 
 CHUNK = 1000
 MAX_PROBLEMS_LISTED = 200
@@ -66,8 +69,8 @@ class _Row:
 class _Importer:
     """Validates records one at a time and writes them in chunks while the file is still clean."""
 
-    def __init__(self, project: Project, user, progress: Callable[[int], None] | None):
-        self.project, self.user, self.progress = project, user, progress
+    def __init__(self, project: Project, user, progress: Callable[[int], None] | None, max_line: int = 0):
+        self.project, self.user, self.progress, self.max_line = project, user, progress, max_line
         self.pending: list[_Row] = []
         self.first_line_of: dict[str, int] = {}
         self.problems: list[str] = []
@@ -177,15 +180,34 @@ class _Importer:
         return self.report
 
 
-def _numbered(stream: Iterable[bytes]) -> Iterator[tuple[int, int, bytes]]:
-    """(line number from 1, byte offset of the line, raw bytes) for each line of a binary stream."""
-    offset = 0
-    for number, raw in enumerate(stream, 1):
+def _numbered(stream: IO[bytes], max_line: int) -> Iterator[tuple[int, int, bytes | None]]:
+    """(line number from 1, byte offset of the line, raw bytes) for each line of a binary stream.
+
+    A line longer than ``max_line`` bytes comes as ``None`` and is never held whole: the rest of it
+    is read and dropped in bounded pieces, so one 10 MB line costs no more memory than a short one.
+    """
+    offset, number = 0, 0
+    if getattr(stream, "seekable", lambda: False)():
+        stream.seek(0)  # a form's validation may have read the upload already
+    while raw := stream.readline(max_line + 1):
+        number += 1
+        if len(raw) > max_line and not raw.endswith(b"\n"):
+            length = len(raw)
+            while raw and not raw.endswith(b"\n"):
+                raw = stream.readline(64 * 1024)
+                length += len(raw)
+            yield number, offset, None
+            offset += length
+            continue
         yield number, offset, raw
         offset += len(raw)
 
 
-def _decode(importer: _Importer, number: int, offset: int, raw: bytes) -> str:
+def _decode(importer: _Importer, number: int, offset: int, raw: bytes | None) -> str:
+    if raw is None:
+        importer.problem(number, f"longer than {importer.max_line // 1024} KB; a prompt line must be shorter "
+                                 "(the server's TUNELOOP_MAX_IMPORT_LINE_BYTES)")
+        return ""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -205,7 +227,7 @@ def _jsonl(importer: _Importer, lines: Iterator[tuple[int, int, bytes]]) -> None
             importer.report.lines += 1
             continue
         try:
-            record = json.loads(text)
+            record = loads(text)
         except json.JSONDecodeError as exc:
             importer.report.lines += 1
             importer.problem(number, f"not valid JSON ({exc.msg} at column {exc.colno})")
@@ -217,7 +239,7 @@ def _csv(importer: _Importer, lines: Iterator[tuple[int, int, bytes]], delimiter
     def text_lines() -> Iterator[str]:
         for number, offset, raw in lines:
             importer.tick(number)
-            yield _decode(importer, number, offset, raw)
+            yield _decode(importer, number, offset, raw) or "\n"
 
     reader = csv.reader(text_lines(), delimiter=delimiter)
     try:
@@ -251,7 +273,7 @@ def _csv_record(importer: _Importer, line: int, row: dict[str, str]) -> dict | N
             continue
         if name in _JSON_CELLS:
             try:
-                record[name] = json.loads(value)
+                record[name] = loads(value)
             except json.JSONDecodeError:
                 importer.problem(line, "must be JSON", name)
                 ok = False
@@ -272,15 +294,17 @@ def _format(filename: str, first_line: bytes) -> str:
 def prompts_import(*, project: Project, stream: IO[bytes], filename: str, user,
                    progress: Callable[[int], None] | None = None) -> ImportReport:
     """Import a JSONL or CSV upload in one transaction; raises ``ImportFailed`` listing every problem."""
-    lines = _numbered(stream)
+    max_line = settings.MAX_IMPORT_LINE_BYTES
+    lines = _numbered(stream, max_line)
     first = next(lines, None)
     if first is None:
         raise ImportFailed(["the file is empty"])
-    kind = _format(filename or "", first[2])
-    if kind == "jsonl" and first[2].lstrip(b"\xef\xbb\xbf \t").startswith(b"["):
+    head = first[2] or b""
+    kind = _format(filename or "", head)
+    if kind == "jsonl" and head.lstrip(b"\xef\xbb\xbf \t").startswith(b"["):
         raise ImportFailed(["line 1: a JSON array is not JSON Lines; put one object per line"])
     lines = chain([first], lines)
-    importer = _Importer(project, user, progress)
+    importer = _Importer(project, user, progress, max_line)
     with transaction.atomic():
         if kind == "jsonl":
             _jsonl(importer, lines)
@@ -293,11 +317,17 @@ def prompts_import(*, project: Project, stream: IO[bytes], filename: str, user,
 
 
 def prompts_import_records(*, project: Project, records: list[dict], user) -> ImportReport:
-    """The API's import: the same rules as a file, ``line`` being the record's position from 1."""
+    """The API's import: the same rules as a file (one record as long as a line at most), ``line`` being
+    the record's position from 1."""
     if not isinstance(records, list):
         raise ImportFailed(["records must be a list of objects"])
-    importer = _Importer(project, user, None)
+    max_line = settings.MAX_IMPORT_LINE_BYTES
+    importer = _Importer(project, user, None, max_line)
     with transaction.atomic():
         for index, record in enumerate(records, 1):
+            if len(json.dumps(record, ensure_ascii=False).encode()) > max_line:
+                importer.report.lines += 1
+                _decode(importer, index, 0, None)
+                continue
             importer.add(index, record)
         return importer.finish()

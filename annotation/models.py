@@ -43,6 +43,9 @@ class Project(models.Model):
     lease_seconds = models.PositiveIntegerField(default=1800)
     gold_rate = models.FloatField(default=0.0, help_text="Share of served tasks that are gold items.")
     gold_threshold = models.FloatField(default=0.7, help_text="Gold accuracy under which a labeler is flagged.")
+    allow_self_review = models.BooleanField(
+        default=False, help_text="A reviewer may approve or edit their own labels (off: someone else must review them)."
+    )
     rm_use_consensus = models.BooleanField(
         default=False, help_text="Reward-model snapshots use one consensus ranking per prompt instead of every ranking."
     )

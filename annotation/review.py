@@ -54,9 +54,16 @@ def _check(item) -> None:
         raise AnnotationError("only demonstrations and rankings are reviewed")
 
 
+def _not_own(item, reviewer) -> None:
+    """A label's author may not be its reviewer unless the project allows it (``allow_self_review``)."""
+    if item.author_id == reviewer.pk and not item.prompt.project.allow_self_review:
+        raise AnnotationError("you cannot approve or edit your own label; another reviewer must review it")
+
+
 def review_approve(*, item, reviewer, comment: str = ""):
     """Approve a pending item; approving an approved one again changes nothing."""
     _check(item)
+    _not_own(item, reviewer)
     if item.review_state == ReviewState.APPROVED and item.reviewer_id is not None:
         return item
     _transition(
@@ -70,6 +77,7 @@ def review_edit(*, item, reviewer, content: str):
     """Replace a demonstration's text and approve it; the labeler's text stays in ``original_content``."""
     if not isinstance(item, Demonstration):
         raise AnnotationError("only demonstrations can be edited; approve or reject a ranking")
+    _not_own(item, reviewer)
     content = (content or "").strip()
     if not content:
         raise AnnotationError("the edited answer cannot be empty")

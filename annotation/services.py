@@ -150,6 +150,7 @@ def completions_add(*, prompt: Prompt, texts: list[str], model_version=None, sam
 PROJECT_SETTINGS = {
     "name", "guidelines", "completions_per_prompt", "labels_per_item", "review_rate", "lease_seconds", "gold_rate",
     "gold_threshold", "sampling_temperature", "sampling_top_p", "max_new_tokens", "rm_use_consensus", "base_model",
+    "allow_self_review",
 }
 
 

@@ -31,6 +31,7 @@ from annotation.forms import ImportForm
 from annotation.imports import ImportFailed, ImportReport, prompts_import
 from annotation.models import Project
 from annotation.selectors import MANAGERS, project_for_user
+from config.uploads import too_large
 
 log = logging.getLogger(__name__)
 INLINE_BYTES = 1_000_000  # bigger uploads import in the background with a progress bar
@@ -49,8 +50,13 @@ def import_page(request, slug: str):
 def import_post(request, slug: str):
     """Import an upload; the response lists every problem by line, or polls a background import."""
     project = project_for_user(request.user, slug, MANAGERS)
-    form = ImportForm(request.POST, request.FILES)
+    refused = too_large("import", request=request)
+    form = ImportForm() if refused else ImportForm(request.POST, request.FILES)
     context = {"project": project, "form": form}
+    if refused:
+        context["error"] = refused
+        template = "annotation/_import_result.html" if request.htmx else "annotation/import.html"
+        return render(request, template, context, status=413)
     if form.is_valid():
         upload = form.cleaned_data["file"]
         context["filename"] = upload.name

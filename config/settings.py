@@ -75,6 +75,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -160,13 +161,39 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
+# The largest request body that is not a file upload (forms and JSON bodies, /api/ and /v1): 413 past it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TUNELOOP_MAX_BODY_BYTES", 20 * 1024 * 1024)
+# Uploads by kind (config/uploads.py), and the longest single line each parser takes (docs/security.md).
+UPLOAD_LIMITS = {
+    "import": env_int("TUNELOOP_MAX_IMPORT_BYTES", 100 * 1024 * 1024),
+    "corpus": env_int("TUNELOOP_MAX_CORPUS_BYTES", 512 * 1024 * 1024),
+}
+MAX_IMPORT_LINE_BYTES = env_int("TUNELOOP_MAX_IMPORT_LINE_BYTES", 256 * 1024)
+MAX_CORPUS_LINE_BYTES = env_int("TUNELOOP_MAX_CORPUS_LINE_BYTES", 4 * 1024 * 1024)
 
+# --- HTTPS and browser protections (docs/security.md, "Deploying behind a proxy") ---
+# Cookies are secure outside embedded/debug mode. Redirects to HTTPS and HSTS are the TLS terminator's
+# job unless turned on here; SECURE_PROXY_SSL_HEADER is set only when the proxy is named as trusted,
+# since a client could otherwise claim HTTPS with a forged X-Forwarded-Proto.
 if not (DEBUG or EMBEDDED):
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_SSL_REDIRECT = env_bool("TUNELOOP_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("TUNELOOP_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("TUNELOOP_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("TUNELOOP_HSTS_PRELOAD", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+if env_bool("TUNELOOP_TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_CONTENT_TYPE_NOSNIFF = True
+# Scripts only from our static files (no inline script, no eval); inline styles stay allowed for
+# style="" attributes and htmx's indicator style. Empty TUNELOOP_CSP turns the header off.
+CONTENT_SECURITY_POLICY = env_str(
+    "TUNELOOP_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -176,6 +203,14 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "config.parsers.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.JSONBodyParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # JSON only: the browsable API needs a queryset on every view and adds nothing /api/docs/ lacks.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -191,6 +226,18 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name per choice set (several models have a "kind", a "role" or a "status").
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "annotation.models.Role",
+        "MessageRoleEnum": "serving.models.MessageRole",
+        "TaskKindEnum": "annotation.models.TaskKind",
+        "SnapshotKindEnum": "training.models.SnapshotKind",
+        "RunKindEnum": "training.models.RunKind",
+        "VersionKindEnum": "training.models.VersionKind",
+        "FeedbackKindEnum": "serving.models.FeedbackKind",
+        "AssignmentStatusEnum": "annotation.models.AssignmentStatus",
+        "RunStatusEnum": "training.models.RunStatus",
+    },
 }
 
 # --- Celery: job state lives in the database (TrainingRun rows); the broker only carries wake-ups.
@@ -213,6 +260,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Runs whose heartbeat is older than this are treated as lost by the sweep.
 RUN_STALE_SECONDS = env_int("TUNELOOP_RUN_STALE_SECONDS", 60)
 RUN_HEARTBEAT_SECONDS = env_float("TUNELOOP_RUN_HEARTBEAT_SECONDS", 5.0)
+# The most processes (torchrun --nproc-per-node) a run may ask for; 0: this machine's CPU or GPU count.
+TRAINING_MAX_NPROC = env_int("TUNELOOP_MAX_NPROC", 0)
 RUN_MAX_ATTEMPTS = env_int("TUNELOOP_RUN_MAX_ATTEMPTS", 3)
 RUN_SWEEP_SECONDS = env_float("TUNELOOP_RUN_SWEEP_SECONDS", 30.0)
 WORKER_HEARTBEAT_SECONDS = env_float("TUNELOOP_WORKER_HEARTBEAT_SECONDS", 10.0)

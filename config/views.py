@@ -6,6 +6,7 @@ from annotation.markdown import render_markdown
 from annotation.selectors import (
     EVERYONE,
     invitations_for,
+    labeler_summary,
     may_create_projects,
     project_for_user,
     projects_for_user,
@@ -18,6 +19,20 @@ def home(request):
     return render(request, "home.html", {"memberships": projects_for_user(request.user),
                                          "invitations": invitations_for(request.user),
                                          "may_create": may_create_projects(request.user)})
+
+
+@login_required
+def my_work(request):
+    """The top bar's "My work": the user's own answers and rankings in each project, and how review went."""
+    rows = []
+    for membership in projects_for_user(request.user):
+        summary = labeler_summary(membership.project, request.user)
+        rows.append({
+            "project": membership.project, "role": membership.get_role_display(), "summary": summary,
+            **{key: summary["demonstrations"][name] + summary["rankings"][name]
+               for key, name in (("approved", "approved"), ("pending", "pending_review"), ("rejected", "rejected"))},
+        })
+    return render(request, "me.html", {"rows": rows})
 
 
 @login_required

@@ -12,6 +12,7 @@ from rest_framework import serializers, status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import GenericAPIView
+from rest_framework.mixins import ListModelMixin  # the schema then documents the paginated list
 from rest_framework.response import Response
 
 from annotation.selectors import EVERYONE, MANAGERS, project_for_user
@@ -98,7 +99,7 @@ class ServingView(GenericAPIView):
         return data.validated_data
 
 
-class DeploymentList(ServingView):
+class DeploymentList(ListModelMixin, ServingView):
     serializer_class = DeploymentSerializer
 
     def get(self, request, slug: str):
@@ -151,7 +152,7 @@ class MessageFeedback(ServingView):
         return Response(FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)
 
 
-class FeedbackList(ServingView):
+class FeedbackList(ListModelMixin, ServingView):
     serializer_class = FeedbackSerializer
 
     def get(self, request, slug: str):
@@ -160,7 +161,7 @@ class FeedbackList(ServingView):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
 
-class EventList(ServingView):
+class EventList(ListModelMixin, ServingView):
     serializer_class = EventSerializer
 
     def get(self, request, slug: str):
@@ -181,7 +182,7 @@ class EventReview(ServingView):
         return Response(EventSerializer(event).data)
 
 
-class KeyList(ServingView):
+class KeyList(ListModelMixin, ServingView):
     """Your keys; managed from a signed-in session only: a key cannot create or revoke keys."""
 
     serializer_class = ApiKeySerializer

@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
 from annotation.selectors import EVERYONE, project_for_user
+from config.input import parse_id
 from serving import runtime, selectors
 from serving.chat import ChatTurn
 from serving.engine import EngineBusy, EngineError
@@ -38,8 +39,8 @@ def chat(request, slug: str):
     project = project_for_user(request.user, slug, EVERYONE)
     conversations = selectors.conversations_of(project, request.user)
     current = None
-    if request.GET.get("c", "").isdigit():
-        current = selectors.conversation_of(project, request.user, int(request.GET["c"]))
+    if parse_id(request.GET.get("c")) is not None:
+        current = selectors.conversation_of(project, request.user, parse_id(request.GET["c"]))
     elif "new" not in request.GET:
         current = conversations.first()
     deployment = selectors.active_deployment(project)
@@ -88,9 +89,9 @@ def chat_send(request, slug: str):
     project = project_for_user(request.user, slug, EVERYONE)
     if not request.POST.get("text", "").strip():
         return JsonResponse({"detail": "write a message first"}, status=400)
-    conversation_id = request.POST.get("conversation", "")
-    if conversation_id.isdigit():
-        conversation = selectors.conversation_of(project, request.user, int(conversation_id))
+    conversation_id = parse_id(request.POST.get("conversation"))
+    if conversation_id is not None:
+        conversation = selectors.conversation_of(project, request.user, conversation_id)
     else:
         conversation = Conversation(user=request.user, project=project)
     turn, refused = _begin(lambda: ChatTurn.ask(conversation=conversation,

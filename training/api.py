@@ -12,6 +12,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
+from rest_framework.mixins import ListModelMixin  # the schema then documents the paginated list
 from rest_framework.response import Response
 
 from annotation.selectors import MANAGERS, project_for_user
@@ -46,7 +47,7 @@ class ProjectView(GenericAPIView):
         return {**super().get_serializer_context(), "slug": self.kwargs.get("slug")}
 
 
-class SnapshotList(ProjectView):
+class SnapshotList(ListModelMixin, ProjectView):
     serializer_class = SnapshotSerializer
 
     def get(self, request, slug: str):
@@ -104,7 +105,7 @@ class ExportDownload(ProjectView):
             raise NotFound(str(exc)) from exc
 
 
-class RunList(ProjectView):
+class RunList(ListModelMixin, ProjectView):
     serializer_class = RunSerializer
 
     def get(self, request, slug: str):
@@ -159,7 +160,7 @@ class RunCancel(ProjectView):
         return Response(self.get_serializer(run).data)
 
 
-class ModelList(ProjectView):
+class ModelList(ListModelMixin, ProjectView):
     serializer_class = ModelVersionSerializer
 
     def get(self, request, slug: str):

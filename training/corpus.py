@@ -15,6 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from config.input import loads
 from training.errors import TrainingError
 from training.models import Corpus
 
@@ -29,7 +30,7 @@ def corpora_dir() -> Path:
 
 def _jsonl_text(line: str, number: int, name: str) -> str:
     try:
-        record = json.loads(line)
+        record = loads(line)
     except json.JSONDecodeError as exc:
         raise TrainingError(f"{name}, line {number}: not valid JSON ({exc.msg})") from None
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
@@ -37,13 +38,20 @@ def _jsonl_text(line: str, number: int, name: str) -> str:
     return record["text"].replace("\n", " ")
 
 
+def _too_long(name: str, number: int, max_line: int) -> str:
+    return (f"{name}, line {number}: longer than {max_line // 1024} KB; split long documents "
+            "(the server's TUNELOOP_MAX_CORPUS_LINE_BYTES)")
+
+
 def corpus_upload(*, project, name: str, chunks, created_by=None) -> Corpus:
     """Store a .txt (one document per line) or .jsonl (field ``text``) upload as a corpus.
 
     ``chunks`` yields bytes (Django's ``UploadedFile.chunks()``). Bad encoding raises a
-    ``TrainingError`` naming the byte offset; bad JSONL names the line and field.
+    ``TrainingError`` naming the byte offset; bad JSONL names the line and field; a line longer than
+    ``settings.MAX_CORPUS_LINE_BYTES`` characters names the line. (The file's size is checked by the page.)
     """
     is_jsonl = name.lower().endswith(".jsonl")
+    max_line = settings.MAX_CORPUS_LINE_BYTES
     target = corpora_dir() / f"{uuid.uuid4().hex}.txt"
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     digest, size, lines, offset, pending = hashlib.sha256(), 0, 0, 0, ""
@@ -58,8 +66,12 @@ def corpus_upload(*, project, name: str, chunks, created_by=None) -> Corpus:
                     ) from None
                 offset += len(chunk)
                 *complete, pending = (pending + text).split("\n")
+                if len(pending) > max_line:
+                    raise TrainingError(_too_long(name, lines + len(complete) + 1, max_line))
                 for line in complete:
                     lines += 1
+                    if len(line) > max_line:
+                        raise TrainingError(_too_long(name, lines, max_line))
                     line = line.rstrip("\r")
                     if not line.strip():
                         continue

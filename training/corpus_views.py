@@ -7,15 +7,19 @@ import json
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.validators import MaxValueValidator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.selectors import MANAGERS, project_for_user
+from config.input import loads
+from config.uploads import too_large
 from training.corpus import corpus_from_demonstrations, corpus_upload
 from training.errors import TrainingError
 from training.models import Corpus, ModelVersion, RunKind, VersionKind
 from training.pretrain_config import PretrainConfig
 from training.runs import run_create
+from training.stage_configs import max_nproc
 
 
 class CorpusUploadForm(forms.Form):
@@ -27,11 +31,13 @@ class PretrainForm(forms.Form):
     start_from = forms.ModelChoiceField(
         queryset=ModelVersion.objects.none(), required=False, empty_label="From scratch (new tokenizer and model)"
     )
-    nproc = forms.IntegerField(min_value=1, max_value=64, initial=1, label="Processes (torchrun when > 1)")
+    nproc = forms.IntegerField(min_value=1, initial=1, label="Processes (torchrun when > 1)")
     config = forms.CharField(widget=forms.Textarea(attrs={"rows": 8, "class": "mono"}), required=False)
 
     def __init__(self, project, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["nproc"].validators.append(MaxValueValidator(max_nproc()))
+        self.fields["nproc"].widget.attrs["max"] = max_nproc()
         self.fields["corpus"].queryset = Corpus.objects.filter(project=project)
         self.fields["start_from"].queryset = ModelVersion.objects.filter(
             kind=VersionKind.POLICY, project__in=[project, None]
@@ -40,7 +46,9 @@ class PretrainForm(forms.Form):
     def clean_config(self):
         raw = self.cleaned_data["config"].strip() or "{}"
         try:
-            values = json.loads(raw)
+            values = loads(raw)
+            if not isinstance(values, dict):
+                raise ValueError("must be a JSON object")
             PretrainConfig.from_dict(values)
         except (json.JSONDecodeError, TypeError, ValueError) as exc:
             raise forms.ValidationError(f"config: {exc}") from None
@@ -59,8 +67,16 @@ def corpora(request, slug):
     upload = CorpusUploadForm()
     pretrain = PretrainForm(project, initial={"config": _defaults()})
     if request.method == "POST":
+        if refused := too_large("corpus", request=request):
+            upload = CorpusUploadForm({}, {})
+            upload.full_clean()
+            upload.errors["file"] = upload.error_class([refused])
+            return _page(request, project, upload, pretrain, status=413)
         if "file" in request.FILES:
             upload = CorpusUploadForm(request.POST, request.FILES)
+            if upload.is_valid() and (refused := too_large("corpus", upload=upload.cleaned_data["file"])):
+                upload.add_error("file", refused)
+                return _page(request, project, upload, pretrain, status=413)
             if upload.is_valid():
                 f = upload.cleaned_data["file"]
                 try:
@@ -82,12 +98,16 @@ def corpora(request, slug):
                 )
                 messages.success(request, f"Pre-training run #{run.pk} queued.")
                 return redirect(f"/projects/{slug}/runs/{run.pk}/")
+    return _page(request, project, upload, pretrain)
+
+
+def _page(request, project, upload, pretrain, status: int = 200):
     return render(request, "training/corpora.html", {
         "project": project,
         "corpora": Corpus.objects.filter(project=project),
         "upload": upload,
         "pretrain": pretrain,
-    })
+    }, status=status)
 
 
 @login_required

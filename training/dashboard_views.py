@@ -11,14 +11,12 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from annotation.selectors import MANAGERS, project_for_user
+from config.input import parse_id
 from training.dashboard import training_dashboard as dashboard_data
 
 
 def _int_or_none(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
+    return parse_id(value)
 
 
 @login_required

@@ -6,6 +6,7 @@ import json
 
 from django import forms
 
+from config.input import loads
 from training.models import SnapshotKind, VersionKind
 from training.selectors import snapshots_of, versions_of
 from training.services import STARTABLE_KINDS
@@ -16,7 +17,7 @@ def _json_object(raw: str, what: str) -> dict:
     if not raw:
         return {}
     try:
-        value = json.loads(raw)
+        value = loads(raw)
     except json.JSONDecodeError as exc:
         raise forms.ValidationError(f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
     if not isinstance(value, dict):

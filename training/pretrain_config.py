@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from training.config_bounds import check_value
+
 
 @dataclass
 class PretrainConfig:
@@ -27,8 +29,18 @@ class PretrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> PretrainConfig:
+        """Typed and bounded (``training/config_bounds.py``); a ``ValueError`` names the bad key."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown pre-training setting(s): {', '.join(unknown)}")
+        kinds = {f.name: f.type for f in fields(cls)}
+        for key, value in values.items():
+            if kinds[key] in (bool, "bool"):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{key!r} must be true or false, not {value!r}")
+                continue
+            problem = check_value(key, value, integer=kinds[key] in (int, "int"))
+            if problem:
+                raise ValueError(problem)
         return cls(**values)

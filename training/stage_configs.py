@@ -13,6 +13,9 @@ import importlib
 import types
 import typing
 
+from django.conf import settings
+
+from training.config_bounds import INTEGER_KEYS, check_value, machine_nproc
 from training.errors import TrainingError
 from training.models import RunKind
 
@@ -103,13 +106,14 @@ def split_runner_keys(kind: str, config: dict) -> tuple[dict, dict]:
 
 def config_build(kind: str, config: dict | None, *, base: dict | None = None):
     """The stage config: dataclass defaults, then ``base`` (e.g. the project's sampling settings),
-    then ``config``. Runner keys are ignored here; unknown keys and wrong types raise ``TrainingError``."""
+    then ``config``. Unknown keys, wrong types and numbers out of range (stage or runner keys, see
+    ``training/config_bounds.py``) raise a ``TrainingError`` naming the key."""
     if config is not None and not isinstance(config, dict):
         raise TrainingError("the run config must be a JSON object")
     cls = config_class(kind)
     if cls is None:
         raise TrainingError(f"the {kind} stage is not installed on this server")
-    stage, _ = split_runner_keys(kind, config or {})
+    stage, runner = split_runner_keys(kind, config or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
     try:
         hints = typing.get_type_hints(cls)
@@ -124,7 +128,23 @@ def config_build(kind: str, config: dict | None, *, base: dict | None = None):
         if not _accepts(value, hints.get(key), defaults.get(key)):
             expected = type(defaults.get(key)).__name__ if defaults.get(key) is not None else str(hints.get(key))
             raise TrainingError(f"{kind} config key {key!r} must be {expected}, not {type(value).__name__} {value!r}")
+        numeric = _types_of(hints.get(key)) & {int, float}
+        if numeric and value is not None:
+            _check_number(kind, key, value, integer=float not in numeric)
+    for key, value in runner.items():
+        _check_number(kind, key, value, integer=key in INTEGER_KEYS)
     try:
         return cls(**merged)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"invalid {kind} config: {exc}") from exc
+
+
+def max_nproc() -> int:
+    """The most processes a run may ask for: ``TUNELOOP_MAX_NPROC``, else this machine's CPUs or GPUs."""
+    return settings.TRAINING_MAX_NPROC or machine_nproc()
+
+
+def _check_number(kind: str, key: str, value, *, integer: bool) -> None:
+    problem = check_value(key, value, integer=integer, max_nproc=max_nproc())
+    if problem:
+        raise TrainingError(f"{kind} config key {problem}")

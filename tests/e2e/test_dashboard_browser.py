@@ -24,11 +24,11 @@ from annotation.models import (
     TaskKind,
 )
 from annotation.prompt_text import normalized_hash
+from tests.e2e.shots import SHOTS
 from training.models import ModelVersion, RunKind, RunStatus, TrainingRun, VersionKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]

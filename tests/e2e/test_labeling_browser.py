@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from annotation.models import Assignment, Demonstration, Ranking, ReviewState
 from annotation.services import completions_add, prompt_create
+from tests.e2e.shots import SHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]
 GUIDELINES = """Write the answer a **careful, friendly expert** would give.

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.shots import SHOTS
 from tests.training import labels
 from training import execution
 from training.models import TrainingRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]

@@ -28,6 +28,16 @@ def worker_command(queues=QUEUES, concurrency: int = 2, name: str = "embedded@%h
     return cmd
 
 
+def admin_hint() -> str:
+    """How to reach Django's admin, printed at start: project managers are not site admins (docs/security.md)."""
+    from django.contrib.auth import get_user_model
+
+    if get_user_model().objects.filter(is_superuser=True, is_active=True).exists():
+        return "The admin (/admin/) is open to superusers.\n"
+    return ("No superuser yet: the admin (/admin/) needs one. Create it with\n"
+            f"    {sys.executable} manage.py createsuperuser\n")
+
+
 class Command(BaseCommand):
     help = "Migrate, provision the base model, load the demo and run web + Celery worker together."
 
@@ -53,6 +63,7 @@ class Command(BaseCommand):
             ),
         ]
         self.stdout.write(self.style.SUCCESS(f"\nTuneloop is running at http://{host}:{port}/  (Ctrl-C stops it)\n"))
+        self.stdout.write(admin_hint())
         stopping = {"flag": False}
 
         def stop(*_):
