@@ -12,7 +12,7 @@ from config.views import home, loop_report, my_work
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
-    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"))),  # browsers ask for it on every page
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg")), name="favicon"),  # asked on every page
     path("me/", my_work, name="my-work"),
     path("reports/<slug:slug>/", loop_report, name="loop-report"),
     path("admin/", admin.site.urls),

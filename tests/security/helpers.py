@@ -1,13 +1,15 @@
-"""Clients for the security tests: an API client signed in by token, and the project's base URL."""
+"""Clients for the security tests: an API client signed in with a personal API key, and the project's base URL."""
 
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from serving.keys import api_key_create
 
 
 def api_as(user) -> APIClient:
     client = APIClient()
     if user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+        _, raw = api_key_create(user=user, name="security tests")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return client
 
 

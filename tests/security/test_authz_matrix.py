@@ -36,9 +36,12 @@ def rule(level: str, methods=G, **per_method) -> dict[str, str]:
 RULES: dict[str, dict[str, str]] = {
     "home": rule(SIGNED_IN), "healthz": rule(PUBLIC), "my-work": rule(SIGNED_IN), "loop-report": rule(MEMBER),
     "login": rule(PUBLIC, GP), "logout": rule(PUBLIC, P),
-    "api-schema": rule(PUBLIC), "api-docs": rule(PUBLIC),
+    "api-schema": rule(PUBLIC), "api-docs": rule(PUBLIC), "favicon": rule(PUBLIC),
+    "annotation:invitation-accept": rule(SIGNED_IN, P), "annotation:invitation-decline": rule(SIGNED_IN, P),
+    "annotation-api:invitations": rule(SIGNED_IN),
+    "annotation-api:invitation-accept": rule(SIGNED_IN, P), "annotation-api:invitation-decline": rule(SIGNED_IN, P),
     # annotation pages
-    "annotation:project-new": rule(SIGNED_IN, GP),
+    "annotation:project-new": rule(STAFF, GP),  # TUNELOOP_PROJECT_CREATORS=staff (the default)
     "annotation:project": rule(MEMBER), "annotation:write": rule(MEMBER), "annotation:write-alias": rule(MEMBER),
     "annotation:rank": rule(MEMBER), "annotation:rank-alias": rule(MEMBER),
     "annotation:demonstration-submit": rule(MEMBER, P), "annotation:ranking-submit": rule(MEMBER, P),
@@ -50,7 +53,7 @@ RULES: dict[str, dict[str, str]] = {
     "annotation:import": rule(MANAGER), "annotation:import-upload": rule(MANAGER, P),
     "annotation:import-status": rule(MANAGER),
     # annotation API
-    "annotation-api:projects": rule(SIGNED_IN, GP), "annotation-api:project": rule(MEMBER),
+    "annotation-api:projects": rule(SIGNED_IN, GP, POST=STAFF), "annotation-api:project": rule(MEMBER),
     "annotation-api:prompts": rule(MEMBER, GP, POST=MANAGER), "annotation-api:prompts-upload": rule(MANAGER, P),
     "annotation-api:prompts-write": rule(MEMBER, P), "annotation-api:prompt-flag": rule(MEMBER, P),
     "annotation-api:task-next": rule(MEMBER, GP), "annotation-api:task": rule(MEMBER),
@@ -163,7 +166,7 @@ def _expected(level: str, role: str, path: str) -> bool | None:
     if level == PUBLIC:
         return True
     if level == STAFF:
-        return False  # none of the roles is staff
+        return False  # none of the roles is staff (project creation, the admin)
     if role == "anonymous":
         return False
     if level == KEY:
