@@ -79,7 +79,8 @@ def raw_generate(folder: Path, prompts: list[str], max_tokens: int) -> list[dict
 def setup_server(folder: Path, data_dir: Path, port: int) -> tuple[subprocess.Popen, str, str]:
     env = {**os.environ, "TUNELOOP_EMBEDDED": "1", "TUNELOOP_DATA_DIR": str(data_dir),
            "TUNELOOP_MODEL_STORE_DIR": str(folder.parent), "DJANGO_SETTINGS_MODULE": "config.settings",
-           "TUNELOOP_CHAT_MAX_TOKENS": "4096"}
+           "TUNELOOP_CHAT_MAX_TOKENS": "4096",
+           "TUNELOOP_GENERATIONS_PER_USER": "64"}  # every bench client shares one key
     env.pop("DATABASE_URL", None)
     script = f"""
 import django; django.setup()
