@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
+# Issue 19 (faults): a lost database or broker connection answers 503 + Retry-After, not a 500 page.
+MIDDLEWARE.insert(1, "config.unavailable.ServiceUnavailableMiddleware")
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
