@@ -75,7 +75,7 @@ def start_ppo(project, alice, bob, charlie, tiny_version, **_):
         made[kind] = fresh(run).model_version
     return run_start(project=project, kind="ppo", created_by=alice, parent_version=made["sft"],
                      reward_version=made["reward"], config=known(
-                         "ppo", iterations=30, batch_size=2, rollout_batch_size=2, prompts_per_iteration=2,
+                         "ppo", iterations=8, batch_size=2, rollout_batch_size=2, prompts_per_iteration=2,
                          max_new_tokens=6, ppo_epochs=1, mini_batch_size=2, checkpoint_every=1, seed=0))
 
 
@@ -86,7 +86,7 @@ def start_pretrain(project, alice, **_):
                            chunks=iter(CORPUS.read_bytes().splitlines(keepends=True)[:300]))
     return runs.run_create(kind="pretrain", project=project, corpus=corpus, created_by=alice, config={
         "vocab_size": 384, "n_layer": 2, "n_embd": 64, "n_head": 4, "block_size": 64, "batch_size": 8,
-        "warmup_steps": 4, "eval_every": 10, "checkpoint_every": 5, "max_steps": 120, "nproc": 1})
+        "warmup_steps": 4, "eval_every": 10, "checkpoint_every": 5, "max_steps": 40, "nproc": 1})
 
 
 STAGES = {"sft": start_sft, "reward": start_reward, "sampling": start_sampling, "ppo": start_ppo,
@@ -119,7 +119,8 @@ def test_a_worker_killed_mid_stage_leaves_the_run_resumed_or_failed_never_stuck(
     wait_for(lambda: runs.runs_sweep()["requeued"], timeout=30, every=0.5, what="the sweep noticing the lost worker")
     assert fresh(run).status == RunStatus.QUEUED
     celery_worker("w2")
-    wait_for(lambda: fresh(run).status in (RunStatus.SUCCEEDED, RunStatus.FAILED), what=f"the {stage} run ending")
+    wait_for(lambda: fresh(run).status in (RunStatus.SUCCEEDED, RunStatus.FAILED), timeout=420,
+             what=f"the {stage} run ending")
 
     if run.status == RunStatus.FAILED:
         assert run.error.strip(), "a failed run says why"
