@@ -89,8 +89,21 @@ def start_pretrain(project, alice, **_):
         "warmup_steps": 4, "eval_every": 10, "checkpoint_every": 5, "max_steps": 40, "nproc": 1})
 
 
+def start_moderation(project, alice, **_):
+    from serving.models import ModerationEvent
+
+    Review = ModerationEvent.Review
+    for i in range(60):
+        flagged = i % 2 == 0
+        ModerationEvent.objects.create(
+            project=project, direction="user", text=f"{'I will hurt you badly' if flagged else 'Have a nice day'} {i}",
+            categories=["violence"] if flagged else [], review=Review.CONFIRMED if flagged else Review.DISMISSED)
+    return run_start(project=project, kind="moderation", created_by=alice,
+                     config=known("moderation", epochs=20, dropout_copies=1, n_features=4096, seed=0))
+
+
 STAGES = {"sft": start_sft, "reward": start_reward, "sampling": start_sampling, "ppo": start_ppo,
-          "pretrain": start_pretrain}
+          "pretrain": start_pretrain, "moderation": start_moderation}
 
 
 def assert_versions_complete(run) -> None:
