@@ -134,12 +134,12 @@ def seed(labelers: int, items: int):
     from training.tiny import build_tiny_causal_lm
 
     User = get_user_model()
-    manager = User.objects.create_user("soak-manager")
-    project = project_create(name="soak", slug=f"soak-{int(time.time())}", created_by=manager, labels_per_item=1,
-                             review_rate=0.2)
+    tag = f"soak-{int(time.time())}"  # a database used before keeps its earlier soaks
+    manager = User.objects.create_user(f"{tag}-manager")
+    project = project_create(name=tag, slug=tag, created_by=manager, labels_per_item=1, review_rate=0.2)
     users = []
     for i in range(labelers):
-        user = User.objects.create_user(f"soak-{project.pk}-labeler{i}")
+        user = User.objects.create_user(f"{tag}-labeler{i}")
         membership_set(project=project, user=user, role=Role.LABELER)
         users.append(user)
     Prompt.objects.bulk_create([

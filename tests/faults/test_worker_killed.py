@@ -16,8 +16,8 @@ from annotation.models import Completion
 from tests.faults.conftest import fresh, process_env, wait_for
 from tests.training import labels
 from tests.workers import ROOT
-from training import execution, runs
-from training.models import DatasetSnapshot, ModelVersion, RunStatus
+from training import runs
+from training.models import FINISHED_STATUSES, DatasetSnapshot, ModelVersion, RunStatus
 from training.registry import version_path
 from training.services import run_start
 from training.stage_configs import config_defaults
@@ -69,10 +69,11 @@ def start_ppo(project, alice, bob, charlie, tiny_version, **_):
                           packing=False, seed=0),
              "reward": known("reward", max_steps=4, epochs=1, batch_size=2, eval_fraction=0.25, max_length=96, seed=0)}
     made = {}
-    for kind in ("sft", "reward"):
+    for kind in ("sft", "reward"):  # the worker under test trains the SFT policy and the reward model first
         run = run_start(project=project, kind=kind, created_by=alice, parent_version=tiny_version, config=quick[kind])
-        assert execution.run_execute(run_id=run.pk, worker="setup") == "succeeded"
-        made[kind] = fresh(run).model_version
+        wait_for(lambda run=run: fresh(run).status in FINISHED_STATUSES, what=f"the {kind} run before PPO")
+        assert run.status == RunStatus.SUCCEEDED, run.error
+        made[kind] = run.model_version
     return run_start(project=project, kind="ppo", created_by=alice, parent_version=made["sft"],
                      reward_version=made["reward"], config=known(
                          "ppo", iterations=8, batch_size=2, rollout_batch_size=2, prompts_per_iteration=2,
