@@ -50,6 +50,8 @@ FLAGS = ("unsafe", "factually_wrong", "not_helpful", "personal_data")
 LABELLED = (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED)
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 _CLAIM_ATTEMPTS = 5
+# On SQLite, open items looked up before the write lock and re-checked under it (see task_next).
+_SHORTLIST = 64
 
 
 def _candidates(project: Project, user, kind: str, *, gold: bool) -> QuerySet[Prompt]:
@@ -123,9 +125,22 @@ def task_next(*, project: Project, user, kind: str, now: datetime | None = None)
     pools = (True, False) if _gold_due(project, user, kind) else (False,)
     for gold in pools:
         for _ in range(_CLAIM_ATTEMPTS):
+            candidates = _candidates(project, user, kind, gold=gold)
+            shortlist = None
+            if not connection.features.has_select_for_update_skip_locked:
+                # SQLite: one writer at a time, so look for open items before taking the write lock
+                # and only re-check that short list under it.
+                shortlist = list(candidates.values_list("pk", flat=True)[:_SHORTLIST])
+                if not shortlist:
+                    break
             with transaction.atomic():
-                prompt = _candidates(project, user, kind, gold=gold).select_for_update(skip_locked=True).first()
+                if shortlist is None:
+                    prompt = candidates.select_for_update(skip_locked=True).first()
+                else:
+                    prompt = candidates.filter(pk__in=shortlist).first()
                 if prompt is None:
+                    if shortlist is not None:
+                        continue  # others took the whole short list meanwhile: look again
                     break
                 assignment = _lease(project, prompt, user, kind, now)
                 if assignment is not None:

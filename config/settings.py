@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
+# Issue 19 (faults): a lost database or broker connection answers 503 + Retry-After, not a 500 page.
+MIDDLEWARE.insert(1, "config.unavailable.ServiceUnavailableMiddleware")
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -112,12 +114,20 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL + IMMEDIATE transactions let the web server and the worker write the same file without
-    # "database is locked" errors; the test database is a file so worker subprocesses can see it.
+    # --- SQLite under concurrent writers (issue 19). WAL lets readers go on while one transaction
+    # writes; IMMEDIATE takes the write lock at BEGIN, so a transaction never fails half-way on an
+    # upgrade from read to write; config.db.sqlite3 queues a process's writers on a lock instead of
+    # SQLite's polling busy handler (its docstring has the figures); synchronous=NORMAL is durable
+    # across a process crash in WAL mode (a power cut may lose the last commits). The test
+    # database is a file so worker subprocesses can see it.
+    DATABASES["default"]["ENGINE"] = "config.db.sqlite3"
     DATABASES["default"]["OPTIONS"] = {
-        "timeout": 30,
+        "timeout": env_int("DATABASE_SQLITE_TIMEOUT_SECONDS", 30),
         "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": (
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"
+            " PRAGMA cache_size=-32000; PRAGMA mmap_size=268435456;"
+        ),
     }
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("TUNELOOP_WEB_PROCESS")

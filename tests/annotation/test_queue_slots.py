@@ -109,7 +109,8 @@ def test_claiming_costs_the_same_however_many_items_are_done(project, bob):
 
     late = claim_and_submit_queries(project, bob)
 
-    assert late == early <= 12
+    # SQLite looks the open items up once more, before the write lock (annotation.queue.task_next).
+    assert late == early <= (12 if connection.vendor == "postgresql" else 13)
     if connection.vendor == "postgresql":
         # The first open item is found through the partial index, not by walking the 250 done ones.
         with connection.cursor() as cursor:

@@ -1,0 +1,49 @@
+"""Many request threads writing at once, as 50 labelers do: every write lands, none waits forever."""
+
+import threading
+
+import pytest
+from django.db import connection, connections, transaction
+
+from annotation.models import Prompt
+from annotation.prompt_text import normalized_hash
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_writing_at_once_all_commit_and_a_failed_one_frees_the_writer_slot(project):
+    errors, threads = [], []
+
+    def write(i: int) -> None:
+        try:
+            for j in range(5):
+                messages = [{"role": "user", "content": f"question {i}-{j}"}]
+                with transaction.atomic():
+                    Prompt.objects.create(project=project, messages=messages, normalized_hash=normalized_hash(messages))
+            with transaction.atomic():  # a transaction that fails must give the write lock back
+                Prompt.objects.create(project=project, messages=[{"role": "user", "content": f"rolled back {i}"}],
+                                      normalized_hash=f"x{i}")
+                raise RuntimeError("the request failed half-way")
+        except RuntimeError:
+            pass
+        except Exception as exc:  # any database error is the failure under test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    for i in range(20):
+        threads.append(threading.Thread(target=write, args=(i,)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors
+    assert not any(thread.is_alive() for thread in threads)
+    assert Prompt.objects.filter(project=project).count() == 100
+    assert not Prompt.objects.filter(project=project, messages__0__content__startswith="rolled back").exists()
+    if connection.vendor == "sqlite":
+        from config.db.sqlite3.base import _write_lock
+
+        lock = _write_lock(str(connection.settings_dict["NAME"]))
+        assert lock.acquire(timeout=1)  # nobody kept the writer slot
+        lock.release()
