@@ -17,7 +17,16 @@ def migrate(targets):
     return executor.loader.project_state(targets).apps
 
 
+@pytest.fixture
+def back_to_latest():
+    """Later tests need the schema of the latest migrations again."""
+    yield
+    executor = MigrationExecutor(connection)
+    migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("back_to_latest")
 def test_the_slot_counts_migration_counts_existing_labels():
     apps = migrate(BEFORE)
     User = apps.get_model("auth", "User")
