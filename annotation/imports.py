@@ -96,7 +96,9 @@ class LineImporter:
                 self.note_ignored(line, str(name))
 
     def note_ignored(self, line: int, name: str) -> None:
-        seen = self.ignored.setdefault(name, [0, line])
+        if name not in self.ignored and len(self.ignored) >= MAX_PROBLEMS_LISTED:
+            name = "(more field names)"  # bounded however many distinct names a file invents
+        seen = self.ignored.setdefault(name[:100], [0, line])
         seen[0] += 1
 
     def finish(self) -> ImportReport:

@@ -6,8 +6,9 @@ different ranks (``grouped_ranking_loss``; ties are skipped, an all-ties ranking
 TRL's ``RewardTrainer`` takes the same rankings as C(K,2) separate (chosen, rejected) pairs and
 runs 2*C(K,2) sequences through the model, each with its own copy of the prompt (``bench/rm_pairs.py``
 and ``bench/rm_grouped_vs_pairs.py`` measure both), and it drops over-long pairs, where we cut the
-prompt from the left and count (``reward_data``). A step's rankings go through the model in
-micro-batches of similar packed length (``micro_batch_tokens`` bounds the padded tokens of one forward).
+prompt from the left and count (``reward_data``). Batches are length-bucketed (``epoch_batches``) and a
+step's rankings go through the model in micro-batches of similar packed length (``micro_batch_tokens``
+bounds the padded tokens of one forward), so little padding is computed.
 
 The model is ``AutoModelForSequenceClassification`` with ``num_labels=1`` initialised from a causal
 LM folder (the head is new) and ``pad_token_id`` set in its config, saved with its tokenizer so
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -241,12 +243,24 @@ def lr_at(step: int, total: int, config: RewardConfig) -> float:
     return config.learning_rate * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
 
 
-def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
-    """The rankings of ``step``: one seeded permutation per epoch, so a resumed run replays the same data."""
-    per_epoch = math.ceil(n / batch_size)
-    epoch, offset = divmod(step, per_epoch)
+BUCKET_BATCHES = 64  # batches sorted by length together: similar lengths in a batch, still a shuffled order
+
+
+def epoch_batches(epoch: int, n: int, batch_size: int, seed: int, lengths: list[int] | None = None) -> list[list[int]]:
+    """The batches (ranking indices) of one epoch: a seeded permutation, so a resumed run replays the same
+    data. With ``lengths``, each span of ``BUCKET_BATCHES`` batches of the permutation is sorted by length
+    before it is cut into batches, and the batches are shuffled: a batch pads to little more than its
+    longest ranking, while any ranking can still meet any other span's in a later epoch."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
-    return order[offset * batch_size:(offset + 1) * batch_size]
+    if lengths is None:
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    span = batch_size * BUCKET_BATCHES
+    batches = []
+    for start in range(0, n, span):
+        chunk = sorted(order[start:start + span], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    random.Random(seed * 1_000_003 + epoch).shuffle(batches)
+    return batches
 
 
 def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):
@@ -357,13 +371,17 @@ def train_reward(
         history["eval_accuracy_initial"] = _evaluate(model, eval_enc, pad_id, config)
 
     model.train()
+    lengths, batches_of = [r.length for r in train_enc], {}
     train_seconds, train_cpu_seconds, done_rankings, done_pairs, done_sequences, done_tokens = 0.0, 0.0, 0, 0, 0, 0
     for step in range(start_step, total_steps):
         tick, cpu_tick = time.perf_counter(), time.process_time()
         lr = lr_at(step, total_steps, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = [train_enc[i] for i in batch_indices(step, len(train_enc), config.batch_size, config.seed)]
+        epoch, offset = divmod(step, steps_per_epoch)
+        if epoch not in batches_of:
+            batches_of = {epoch: epoch_batches(epoch, len(train_enc), config.batch_size, config.seed, lengths)}
+        batch = [train_enc[i] for i in batches_of[epoch][offset]]
         mine = batch[rank::size]
         optimizer.zero_grad(set_to_none=True)
         loss_total, pairs, correct, tokens = 0.0, 0, 0, 0

@@ -234,3 +234,27 @@ def test_the_management_command_imports_a_file_and_lists_problems(project, alice
     with pytest.raises(CommandError, match="not a manager"):
         call_command("import_preferences", project.slug, str(good), user="bob")
     assert Ranking.objects.count() == 1
+
+
+@pytest.mark.slow
+def test_100k_pairs_import_streaming_in_bounded_memory_with_progress(project, alice, tmp_path):
+    import resource
+
+    from annotation.preference_import import preferences_import
+
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as out:
+        for i in range(100_000):
+            out.write(json.dumps({"prompt": f"Question {i}: which is better?", "chosen": f"Answer {i}, carefully.",
+                                  "rejected": "No idea."}) + "\n")
+    seen = []
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    with path.open("rb") as stream:
+        report = preferences_import(project=project, stream=stream, filename=path.name, user=alice,
+                                    progress=seen.append)
+
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    assert report.created == 100_000 and Ranking.objects.filter(prompt__project=project).count() == 100_000
+    assert seen[:2] == [1000, 2000] and seen[-1] == 100_000
+    assert grown_mb < 150, f"peak memory grew by {grown_mb:.0f} MB"

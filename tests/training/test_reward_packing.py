@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from training.reporting import ListReporter
-from training.reward import RewardConfig, grouped_ranking_loss, packed_scores, sequence_scores, train_reward
+from training.reward import (
+    RewardConfig,
+    epoch_batches,
+    grouped_ranking_loss,
+    packed_scores,
+    sequence_scores,
+    train_reward,
+)
 from training.reward_data import (
     encode_for_scoring,
     encode_ranking,
@@ -103,6 +110,21 @@ def test_micro_batches_group_similar_lengths_within_the_token_budget():
     groups = micro_batches(rankings, max_rankings=8, max_tokens=700)
     assert [[r.length for r in g] for g in groups] == [[20, 25, 30], [300, 310], [900]]
     assert all(len(g) * max(r.length for r in g) <= 700 or len(g) == 1 for g in groups)
+
+
+def test_epoch_batches_hold_similar_lengths_and_every_ranking_once_in_a_replayable_order():
+    import random
+
+    lengths = [random.Random(i).randint(20, 900) for i in range(1000)]
+    batches = epoch_batches(0, 1000, 8, seed=3, lengths=lengths)
+    plain = epoch_batches(0, 1000, 8, seed=3)
+
+    assert sorted(i for b in batches for i in b) == list(range(1000)) and len(batches) == len(plain) == 125
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    padded_plain = sum(len(b) * max(lengths[i] for i in b) for b in plain)
+    assert padded < 0.75 * padded_plain  # much less padding than random batches
+    assert batches == epoch_batches(0, 1000, 8, seed=3, lengths=lengths)  # a resumed run replays them
+    assert batches != epoch_batches(1, 1000, 8, seed=3, lengths=lengths)
 
 
 def test_training_reports_an_eta_from_step_one_and_saves_its_max_length(tiny_model_dir, tmp_path):
