@@ -1,4 +1,7 @@
-"""Import prompts from JSONL or CSV files (and from API records): all or nothing, streaming.
+"""Import prompts from JSONL, CSV or Parquet files (and from API records): all or nothing, streaming.
+
+The reading (``import_stream``, ``import_records``) and the line-problem bookkeeping (``LineImporter``)
+are shared with the preference import (``annotation.preference_import``).
 
 A record is ``{"prompt": ...}``, ``{"text": ...}`` or ``{"messages": [...]}`` (OpenAI style), with an
 optional ``metadata`` object, an optional ``answer`` (stored as an approved demonstration by the
@@ -227,7 +230,6 @@ class _Importer(LineImporter):
             Completion(prompt=r.prompt, text=text) for r in fresh for text in r.completions
         )
         self.report.created += len(fresh)
-
 
 
 def _numbered(stream: Iterable[bytes]) -> Iterator[tuple[int, int, bytes]]:

@@ -164,6 +164,8 @@ def test_the_api_imports_records_warns_about_unread_fields_and_can_send_them_to_
     assert Prompt.objects.filter(project=project).count() == 1  # one prompt, two rankings
     assert list(review_queue(project=project, kind="ranking").values_list("import_line", flat=True)) == [1, 2]
     assert not rankings_for_training(project).exists()
+    review_page = html.unescape(manager.get(f"/projects/{project.slug}/review/?kind=ranking").content.decode())
+    assert "Paris." in review_page and "Rome." in review_page  # the reviewer sees the imported ranking
 
     bad = manager.post(f"/api/projects/{project.slug}/preferences/", {"records": [{"chosen": "only"}]},
                        content_type="application/json")
