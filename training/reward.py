@@ -1,8 +1,8 @@
 """The reward model: one scalar score per (prompt, answer), trained on full rankings (InstructGPT).
 
 A ranking of K completions is one batch element, packed in one row (``reward_data.pack``): the prompt
-is encoded once and each completion on top of it, blind to the others, giving K scores, and the loss is -mean log sigmoid(r_better - r_worse) over all C(K,2) pairs of that ranking with
-different ranks (``grouped_ranking_loss``; ties are skipped, an all-ties ranking adds nothing).
+is encoded once and each completion on top of it, blind to the others, giving K scores, and the loss
+is -mean log sigmoid(r_better - r_worse) over all C(K,2) pairs of that ranking with different ranks (``grouped_ranking_loss``; ties are skipped, an all-ties ranking adds nothing).
 TRL's ``RewardTrainer`` takes the same rankings as C(K,2) separate (chosen, rejected) pairs and
 runs 2*C(K,2) sequences through the model, each with its own copy of the prompt (``bench/rm_pairs.py``
 and ``bench/rm_grouped_vs_pairs.py`` measure both), and it drops over-long pairs, where we cut the
@@ -20,15 +20,14 @@ occur inside a sequence and stays right when it does (pad = eos).
 The held-out split is by prompt; pairwise accuracy (ties excluded, a tied score counts as wrong)
 is measured, packed and without gradients, before training (``eval_initial``) and after every epoch;
 its time is not in ``train_seconds``, and each progress point carries ``eta_seconds`` extrapolated
-from the training steps alone, so the ETA is honest from step 1. Under ``torchrun`` each rank takes every
-``world_size``-th ranking of the global batch and gradients are averaged.
+from the training steps alone, so the ETA is honest from step 1. Under ``torchrun`` each rank takes
+every ``world_size``-th ranking of the global batch and gradients are averaged.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -47,6 +46,7 @@ from training.reward_data import (
     encode_rankings,
     ensure_chat_template,
     ensure_pad_token,
+    epoch_batches,
     micro_batches,
     ordered_pairs,
     pack,
@@ -241,26 +241,6 @@ def lr_at(step: int, total: int, config: RewardConfig) -> float:
     progress = (step - warmup) / max(1, total - warmup)
     cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return config.learning_rate * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
-
-
-BUCKET_BATCHES = 64  # batches sorted by length together: similar lengths in a batch, still a shuffled order
-
-
-def epoch_batches(epoch: int, n: int, batch_size: int, seed: int, lengths: list[int] | None = None) -> list[list[int]]:
-    """The batches (ranking indices) of one epoch: a seeded permutation, so a resumed run replays the same
-    data. With ``lengths``, each span of ``BUCKET_BATCHES`` batches of the permutation is sorted by length
-    before it is cut into batches, and the batches are shuffled: a batch pads to little more than its
-    longest ranking, while any ranking can still meet any other span's in a later epoch."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
-    if lengths is None:
-        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
-    span = batch_size * BUCKET_BATCHES
-    batches = []
-    for start in range(0, n, span):
-        chunk = sorted(order[start:start + span], key=lambda i: lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    random.Random(seed * 1_000_003 + epoch).shuffle(batches)
-    return batches
 
 
 def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):

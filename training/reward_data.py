@@ -284,3 +284,23 @@ def collate(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
         input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         mask[row, : len(seq)] = 1
     return input_ids, mask
+
+
+BUCKET_BATCHES = 64  # batches sorted by length together: similar lengths in a batch, still a shuffled order
+
+
+def epoch_batches(epoch: int, n: int, batch_size: int, seed: int, lengths: list[int] | None = None) -> list[list[int]]:
+    """The batches (ranking indices) of one epoch: a seeded permutation, so a resumed run replays the same
+    data. With ``lengths``, each span of ``BUCKET_BATCHES`` batches of the permutation is sorted by length
+    before it is cut into batches, and the batches are shuffled: a batch pads to little more than its
+    longest ranking, while any ranking can still meet any other span's in a later epoch."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
+    if lengths is None:
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    span = batch_size * BUCKET_BATCHES
+    batches = []
+    for start in range(0, n, span):
+        chunk = sorted(order[start:start + span], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    random.Random(seed * 1_000_003 + epoch).shuffle(batches)
+    return batches

@@ -10,17 +10,11 @@ import pytest
 import torch
 
 from training.reporting import ListReporter
-from training.reward import (
-    RewardConfig,
-    epoch_batches,
-    grouped_ranking_loss,
-    packed_scores,
-    sequence_scores,
-    train_reward,
-)
+from training.reward import RewardConfig, grouped_ranking_loss, packed_scores, sequence_scores, train_reward
 from training.reward_data import (
     encode_for_scoring,
     encode_ranking,
+    epoch_batches,
     micro_batches,
     pack,
     reward_max_length,
