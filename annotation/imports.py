@@ -33,7 +33,7 @@ from annotation.prompt_text import PromptFormatError, normalized_hash, to_messag
 
 CHUNK = 1000
 MAX_PROBLEMS_LISTED = 200
-_FIELD_MESSAGE = re.compile(r"^field '([^']+)' (.*)$")
+FIELD_MESSAGE = re.compile(r"^field '([^']+)' (.*)$")
 _JSON_CELLS = ("metadata", "messages", "completions")
 PREFERENCE_FIELDS = frozenset({"chosen", "rejected", "ranks"})
 
@@ -160,7 +160,7 @@ class _Importer(LineImporter):
         try:
             messages = to_messages(record)
         except PromptFormatError as exc:
-            match = _FIELD_MESSAGE.match(str(exc))
+            match = FIELD_MESSAGE.match(str(exc))
             if match:
                 self.problem(line, match.group(2), match.group(1))
             else:

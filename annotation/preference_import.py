@@ -33,7 +33,14 @@ from typing import IO
 from django.db import IntegrityError
 
 from annotation.errors import AnnotationError
-from annotation.imports import CHUNK, ImportReport, LineImporter, import_records, import_stream
+from annotation.imports import (
+    CHUNK,
+    FIELD_MESSAGE,
+    ImportReport,
+    LineImporter,
+    import_records,
+    import_stream,
+)
 from annotation.models import (
     Completion,
     Project,
@@ -48,7 +55,6 @@ from annotation.slots import slots_recount
 
 MAX_COMPLETIONS = 16
 MAX_TEXT_CHARS = 100_000
-_FIELD_MESSAGE = re.compile(r"^field '([^']+)' (.*)$")
 _TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
 _ROLES = {"Human": "user", "Assistant": "assistant"}
 
@@ -84,7 +90,7 @@ def _prompt(record: dict, field_name: str) -> list[dict]:
     try:
         return to_messages({"messages": value} if isinstance(value, list) else {"text": value})
     except PromptFormatError as exc:
-        match = _FIELD_MESSAGE.match(str(exc))
+        match = FIELD_MESSAGE.match(str(exc))
         if not match:
             raise _Bad(field_name, str(exc)) from exc
         where = match.group(1).replace("messages", field_name, 1).replace("text", field_name, 1)
