@@ -75,6 +75,20 @@ class PromptUploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="A .jsonl or .csv file, UTF-8.")
 
 
+class PreferenceImportSerializer(serializers.Serializer):
+    """``records``: pairs ``{prompt|messages, chosen, rejected}``, rankings ``{prompt|messages, completions,
+    ranks}`` or scored completions ``{prompt, completions: [{text, score}]}``; ``review``: send the imported
+    rankings to the review queue instead of straight to training."""
+
+    records = serializers.ListField(child=serializers.JSONField(), allow_empty=False, max_length=10_000)
+    review = serializers.BooleanField(default=False)
+
+
+class PreferenceUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="A .jsonl, .csv or .parquet file of preferences.")
+    review = serializers.BooleanField(default=False)
+
+
 class DuplicateSerializer(serializers.Serializer):
     line = serializers.IntegerField()
     reason = serializers.CharField()
@@ -84,6 +98,7 @@ class ImportReportSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     duplicates = serializers.SerializerMethodField()
     lines = serializers.IntegerField()
+    warnings = serializers.ListField(child=serializers.CharField(), help_text="Fields read but not used.")
 
     @extend_schema_field(DuplicateSerializer(many=True))
     def get_duplicates(self, report) -> list[dict]:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotation import api
+from annotation import api, api_preferences
 
 app_name = "annotation-api"
 
@@ -18,6 +18,8 @@ urlpatterns = [
     path(P, api.ProjectDetail.as_view(), name="project"),
     path(P + "prompts/", api.PromptList.as_view(), name="prompts"),
     path(P + "prompts/upload/", api.PromptUpload.as_view(), name="prompts-upload"),
+    path(P + "preferences/", api_preferences.PreferenceImport.as_view(), name="preferences"),
+    path(P + "preferences/upload/", api_preferences.PreferenceUpload.as_view(), name="preferences-upload"),
     path(P + "prompts/write/", api.PromptWrite.as_view(), name="prompts-write"),
     path(P + "prompts/<int:prompt_id>/flag/", api.PromptFlag.as_view(), name="prompt-flag"),
     path(P + "tasks/next/", api.TaskNext.as_view(), name="task-next"),

@@ -150,4 +150,12 @@ class MemberForm(forms.Form):
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text="JSONL (one JSON object a line) or CSV with a header row.")
+    kind = forms.ChoiceField(
+        choices=[("prompts", "Prompts"), ("preferences", "Preferences (pairs, rankings, scored answers)")],
+        initial="prompts", required=False)
+    file = forms.FileField(help_text="JSONL (one JSON object a line), CSV with a header row, or Parquet.")
+    review = forms.BooleanField(required=False, label="Send imported rankings to review",
+                                help_text="Off: they count for training at once.")
+
+    def clean_kind(self) -> str:
+        return self.cleaned_data.get("kind") or "prompts"

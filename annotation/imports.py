@@ -1,4 +1,7 @@
-"""Import prompts from JSONL or CSV files (and from API records): all or nothing, streaming.
+"""Import prompts from JSONL, CSV or Parquet files (and from API records): all or nothing, streaming.
+
+The reading (``import_stream``, ``import_records``) and the line-problem bookkeeping (``LineImporter``)
+are shared with the preference import (``annotation.preference_import``).
 
 A record is ``{"prompt": ...}``, ``{"text": ...}`` or ``{"messages": [...]}`` (OpenAI style), with an
 optional ``metadata`` object, an optional ``answer`` (stored as an approved demonstration by the
@@ -33,17 +36,20 @@ from config.input import loads
 
 CHUNK = 1000
 MAX_PROBLEMS_LISTED = 200
-_FIELD_MESSAGE = re.compile(r"^field '([^']+)' (.*)$")
+FIELD_MESSAGE = re.compile(r"^field '([^']+)' (.*)$")
 _JSON_CELLS = ("metadata", "messages", "completions")
+PREFERENCE_FIELDS = frozenset({"chosen", "rejected", "ranks"})
 
 
 @dataclass
 class ImportReport:
-    """``created`` prompts written; ``duplicates`` as (line, reason); ``lines`` records read."""
+    """``created`` items written; ``duplicates`` as (line, reason); ``lines`` records read; ``warnings``
+    say what was read but not used (a field the importer ignores), once per field with its count."""
 
     created: int
     duplicates: list[tuple[int, str]] = field(default_factory=list)
     lines: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 class ImportFailed(AnnotationError):
@@ -66,16 +72,57 @@ class _Row:
     completions: list[str]
 
 
-class _Importer:
-    """Validates records one at a time and writes them in chunks while the file is still clean."""
+class LineImporter:
+    """What the file readers need of an importer: ``add(line, record)``, line problems, progress ticks,
+    and ``finish()`` (write the rest or raise ``ImportFailed``). Subclasses validate and write records."""
 
-    def __init__(self, project: Project, user, progress: Callable[[int], None] | None, max_line: int = 0):
-        self.project, self.user, self.progress, self.max_line = project, user, progress, max_line
-        self.pending: list[_Row] = []
-        self.first_line_of: dict[str, int] = {}
+    csv_columns: tuple[str, ...] = ()  # the CSV header needs one of these
+    json_cells: tuple[str, ...] = ()  # CSV cells that hold JSON
+    json_or_text_cells: tuple[str, ...] = ()  # CSV cells that hold JSON when they start with [ or {, else text
+    known_fields: frozenset[str] = frozenset()  # other fields are reported as ignored
+    empty_message = "the file holds no records"
+
+    def __init__(self, project: Project, user, progress: Callable[[int], None] | None):
+        self.project, self.user, self.progress = project, user, progress
+        self.max_line = settings.MAX_IMPORT_LINE_BYTES
         self.problems: list[str] = []
         self.problem_count = 0
         self.report = ImportReport(created=0)
+        self.ignored: dict[str, list[int]] = {}  # field -> [count, first line]
+
+    def add(self, line: int, record) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def note_unknown(self, line: int, record: dict) -> None:
+        """Count the fields this importer does not read, for one warning per field in the report."""
+        for name in record:
+            if name not in self.known_fields:
+                self.note_ignored(line, str(name))
+
+    def note_ignored(self, line: int, name: str) -> None:
+        if name not in self.ignored and len(self.ignored) >= MAX_PROBLEMS_LISTED:
+            name = "(more field names)"  # bounded however many distinct names a file invents
+        seen = self.ignored.setdefault(name[:100], [0, line])
+        seen[0] += 1
+
+    def finish(self) -> ImportReport:
+        self.flush()
+        if self.problem_count:
+            problems = list(self.problems)
+            if self.problem_count > len(problems):
+                problems.append(f"... and {self.problem_count - len(problems)} more problems")
+            raise ImportFailed(problems, self.problem_count)
+        if self.report.lines == 0:
+            raise ImportFailed([self.empty_message])
+        self.report.duplicates.sort()
+        self.report.warnings = [
+            f"field '{name}' is not read by this import and was ignored on {count} line{'s' if count != 1 else ''}"
+            f" (first: line {first})" for name, (count, first) in sorted(self.ignored.items())
+        ]
+        return self.report
 
     def problem(self, line: int, message: str, field_name: str | None = None) -> None:
         self.problem_count += 1
@@ -87,16 +134,37 @@ class _Importer:
         if self.progress is not None and line % CHUNK == 0:
             self.progress(line)
 
+
+class _Importer(LineImporter):
+    """Prompts: validates records one at a time and writes them in chunks while the file is still clean."""
+
+    csv_columns = ("prompt", "text", "messages")
+    json_cells = _JSON_CELLS
+    known_fields = frozenset({"prompt", "text", "messages", "metadata", "answer", "completions"})
+    empty_message = "the file holds no prompts"
+
+    def __init__(self, project: Project, user, progress: Callable[[int], None] | None):
+        super().__init__(project, user, progress)
+        self.pending: list[_Row] = []
+        self.first_line_of: dict[str, int] = {}
+
     def add(self, line: int, record) -> None:
         self.report.lines += 1
         if not isinstance(record, dict):
             self.problem(line, "must be an object with a 'prompt', 'text' or 'messages' field")
             return
+        preference = sorted(PREFERENCE_FIELDS & set(record))
+        if preference:
+            self.problem(line, "is preference data (a ranking or a chosen/rejected pair), which this prompt "
+                               "import does not read: use the preference import (Import page, kind "
+                               "'Preferences', or POST /api/projects/<slug>/preferences/)", preference[0])
+            return
+        self.note_unknown(line, record)
         ok = True
         try:
             messages = to_messages(record)
         except PromptFormatError as exc:
-            match = _FIELD_MESSAGE.match(str(exc))
+            match = FIELD_MESSAGE.match(str(exc))
             if match:
                 self.problem(line, match.group(2), match.group(1))
             else:
@@ -167,18 +235,6 @@ class _Importer:
         )
         self.report.created += len(fresh)
 
-    def finish(self) -> ImportReport:
-        self.flush()
-        if self.problem_count:
-            problems = list(self.problems)
-            if self.problem_count > len(problems):
-                problems.append(f"... and {self.problem_count - len(problems)} more problems")
-            raise ImportFailed(problems, self.problem_count)
-        if self.report.lines == 0:
-            raise ImportFailed(["the file holds no prompts"])
-        self.report.duplicates.sort()
-        return self.report
-
 
 def _numbered(stream: IO[bytes], max_line: int) -> Iterator[tuple[int, int, bytes | None]]:
     """(line number from 1, byte offset of the line, raw bytes) for each line of a binary stream.
@@ -203,9 +259,9 @@ def _numbered(stream: IO[bytes], max_line: int) -> Iterator[tuple[int, int, byte
         offset += len(raw)
 
 
-def _decode(importer: _Importer, number: int, offset: int, raw: bytes | None) -> str:
+def _decode(importer: LineImporter, number: int, offset: int, raw: bytes | None) -> str:
     if raw is None:
-        importer.problem(number, f"longer than {importer.max_line // 1024} KB; a prompt line must be shorter "
+        importer.problem(number, f"longer than {importer.max_line // 1024} KB; a line must be shorter "
                                  "(the server's TUNELOOP_MAX_IMPORT_LINE_BYTES)")
         return ""
     try:
@@ -216,7 +272,7 @@ def _decode(importer: _Importer, number: int, offset: int, raw: bytes | None) ->
     return text.removeprefix("\ufeff") if number == 1 else text
 
 
-def _jsonl(importer: _Importer, lines: Iterator[tuple[int, int, bytes]]) -> None:
+def _jsonl(importer: LineImporter, lines: Iterator[tuple[int, int, bytes]]) -> None:
     for number, offset, raw in lines:
         importer.tick(number)
         before = importer.problem_count
@@ -235,7 +291,7 @@ def _jsonl(importer: _Importer, lines: Iterator[tuple[int, int, bytes]]) -> None
         importer.add(number, record)
 
 
-def _csv(importer: _Importer, lines: Iterator[tuple[int, int, bytes]], delimiter: str) -> None:
+def _csv(importer: LineImporter, lines: Iterator[tuple[int, int, bytes]], delimiter: str) -> None:
     def text_lines() -> Iterator[str]:
         for number, offset, raw in lines:
             importer.tick(number)
@@ -244,8 +300,9 @@ def _csv(importer: _Importer, lines: Iterator[tuple[int, int, bytes]], delimiter
     reader = csv.reader(text_lines(), delimiter=delimiter)
     try:
         header = [name.strip().lower() for name in next(reader, [])]
-        if not {"prompt", "text", "messages"} & set(header):
-            importer.problem(1, "the CSV header needs a 'prompt', 'text' or 'messages' column")
+        if not set(importer.csv_columns) & set(header):
+            names = [f"'{c}'" for c in importer.csv_columns]
+            importer.problem(1, f"the CSV header needs a {', '.join(names[:-1])} or {names[-1]} column")
             return
         start = reader.line_num + 1
         for cells in reader:
@@ -265,13 +322,14 @@ def _csv(importer: _Importer, lines: Iterator[tuple[int, int, bytes]], delimiter
         importer.problem(reader.line_num, f"the CSV cannot be read further ({exc})")
 
 
-def _csv_record(importer: _Importer, line: int, row: dict[str, str]) -> dict | None:
+def _csv_record(importer: LineImporter, line: int, row: dict[str, str]) -> dict | None:
     record: dict = {}
     ok = True
     for name, value in row.items():
         if not value.strip():
             continue
-        if name in _JSON_CELLS:
+        if name in importer.json_cells or (
+                name in importer.json_or_text_cells and value.lstrip().startswith(("[", "{"))):
             try:
                 record[name] = loads(value)
             except json.JSONDecodeError:
@@ -280,6 +338,25 @@ def _csv_record(importer: _Importer, line: int, row: dict[str, str]) -> dict | N
         else:
             record[name] = value
     return record if ok else None
+
+
+def _parquet(importer: LineImporter, stream: IO[bytes]) -> None:
+    """Rows of a Parquet file, a batch of ``CHUNK`` at a time (constant memory); ``line`` is the row from 1.
+    A null cell counts as an absent field."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(stream)
+        batches = parquet.iter_batches(batch_size=CHUNK)
+        number = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                number += 1
+                importer.tick(number)
+                importer.add(number, {k: v for k, v in row.items() if v is not None})
+    except (pa.ArrowException, OSError) as exc:
+        importer.problem(max(importer.report.lines, 1), f"the Parquet file cannot be read ({exc})")
 
 
 def _format(filename: str, first_line: bytes) -> str:
@@ -291,43 +368,57 @@ def _format(filename: str, first_line: bytes) -> str:
     return "jsonl" if first_line.lstrip(b"\xef\xbb\xbf \t").startswith((b"{", b"[")) else "csv"
 
 
-def prompts_import(*, project: Project, stream: IO[bytes], filename: str, user,
-                   progress: Callable[[int], None] | None = None) -> ImportReport:
-    """Import a JSONL or CSV upload in one transaction; raises ``ImportFailed`` listing every problem."""
-    max_line = settings.MAX_IMPORT_LINE_BYTES
-    lines = _numbered(stream, max_line)
-    first = next(lines, None)
-    if first is None:
-        raise ImportFailed(["the file is empty"])
-    head = first[2] or b""
-    kind = _format(filename or "", head)
-    if kind == "jsonl" and head.lstrip(b"\xef\xbb\xbf \t").startswith(b"["):
-        raise ImportFailed(["line 1: a JSON array is not JSON Lines; put one object per line"])
-    lines = chain([first], lines)
-    importer = _Importer(project, user, progress, max_line)
-    with transaction.atomic():
-        if kind == "jsonl":
-            _jsonl(importer, lines)
-        else:
-            _csv(importer, lines, "\t" if kind == "tsv" else ",")
-        report = importer.finish()
-    if progress is not None:
-        progress(report.lines)
+def import_stream(importer: LineImporter, stream: IO[bytes], filename: str) -> ImportReport:
+    """Read a JSONL, CSV, TSV or Parquet upload into ``importer`` in one transaction; raises
+    ``ImportFailed`` listing every problem. Parquet is recognised by its magic bytes."""
+    head = stream.read(4)
+    stream.seek(0)
+    if head == b"PAR1" or (filename or "").lower().endswith(".parquet"):
+        with transaction.atomic():
+            _parquet(importer, stream)
+            report = importer.finish()
+    else:
+        lines = _numbered(stream, importer.max_line)
+        first = next(lines, None)
+        if first is None:
+            raise ImportFailed(["the file is empty"])
+        head = first[2] or b""
+        kind = _format(filename or "", head)
+        if kind == "jsonl" and head.lstrip(b"\xef\xbb\xbf \t").startswith(b"["):
+            raise ImportFailed(["line 1: a JSON array is not JSON Lines; put one object per line"])
+        lines = chain([first], lines)
+        with transaction.atomic():
+            if kind == "jsonl":
+                _jsonl(importer, lines)
+            else:
+                _csv(importer, lines, "\t" if kind == "tsv" else ",")
+            report = importer.finish()
+    if importer.progress is not None:
+        importer.progress(report.lines)
     return report
 
 
-def prompts_import_records(*, project: Project, records: list[dict], user) -> ImportReport:
+def import_records(importer: LineImporter, records: list) -> ImportReport:
     """The API's import: the same rules as a file (one record as long as a line at most), ``line`` being
     the record's position from 1."""
     if not isinstance(records, list):
         raise ImportFailed(["records must be a list of objects"])
-    max_line = settings.MAX_IMPORT_LINE_BYTES
-    importer = _Importer(project, user, None, max_line)
     with transaction.atomic():
         for index, record in enumerate(records, 1):
-            if len(json.dumps(record, ensure_ascii=False).encode()) > max_line:
+            if len(json.dumps(record, ensure_ascii=False).encode()) > importer.max_line:
                 importer.report.lines += 1
                 _decode(importer, index, 0, None)
                 continue
             importer.add(index, record)
         return importer.finish()
+
+
+def prompts_import(*, project: Project, stream: IO[bytes], filename: str, user,
+                   progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Import a JSONL, CSV or Parquet upload of prompts in one transaction (see ``import_stream``)."""
+    return import_stream(_Importer(project, user, progress), stream, filename)
+
+
+def prompts_import_records(*, project: Project, records: list[dict], user) -> ImportReport:
+    """The API's import of prompts: the same rules as a file."""
+    return import_records(_Importer(project, user, None), records)

@@ -256,11 +256,18 @@ class Completion(models.Model):
         ordering = ["id"]
 
 
+class RankingSource(models.TextChoices):
+    LABELER = "labeler", "Ranked by a labeler"
+    IMPORT = "import", "Imported"
+
+
 class Ranking(Reviewable):
     """K completions of one prompt ordered best first; ``order`` is a list of tiers of completion ids.
 
     ``[[3], [1, 4], [2]]`` reads: 3 is best, 1 and 4 tie, 2 is worst. ``flags`` maps a completion
-    id (as a string) to a list of flag names such as ``unsafe`` or ``factually_wrong``.
+    id (as a string) to a list of flag names such as ``unsafe`` or ``factually_wrong``. An imported
+    ranking (``source`` import, its ``author`` the manager who imported it) keeps the file name and
+    line it came from, so any label a reward model trained on can be traced to its origin.
     """
 
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="rankings")
@@ -271,10 +278,14 @@ class Ranking(Reviewable):
     order = models.JSONField()
     flags = models.JSONField(default=dict, blank=True)
     comment = models.TextField(blank=True)
+    source = models.CharField(max_length=16, choices=RankingSource.choices, default=RankingSource.LABELER)
+    import_file = models.CharField(max_length=255, blank=True, help_text="The file an imported ranking came from.")
+    import_line = models.PositiveIntegerField(null=True, blank=True, help_text="Its line (or row) in that file.")
 
     class Meta:
         constraints = [
             models.CheckConstraint(
                 condition=Q(review_state__in=ReviewState.values), name="ranking_review_state_valid"
             ),
+            models.CheckConstraint(condition=Q(source__in=RankingSource.values), name="ranking_source_valid"),
         ]

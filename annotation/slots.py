@@ -2,7 +2,7 @@
 
 A prompt has ``project.labels_per_item`` slots per kind. ``demonstrations_taken`` and
 ``rankings_taken`` count those held now: LEASED assignments (until the sweep marks a passed lease
-EXPIRED), SUBMITTED ones and, for demonstrations, imported answers. ``demonstration_open`` and
+EXPIRED), SUBMITTED ones and imported labels (answers, rankings). ``demonstration_open`` and
 ``ranking_open`` say whether a new labeler can have one (a ranking also needs its K completions);
 partial indexes on them let the claim find the first open item without walking the done ones.
 ``annotation.queue`` moves the counts in each transition, under the prompt's row lock;
@@ -34,6 +34,8 @@ from annotation.models import (
     Demonstration,
     Project,
     Prompt,
+    Ranking,
+    RankingSource,
     TaskKind,
 )
 
@@ -77,10 +79,10 @@ def slots_recount(project: Project, prompts: QuerySet[Prompt] | None = None) -> 
     prompts = Prompt.objects.filter(project=project) if prompts is None else prompts
     holding = {kind: Assignment.objects.filter(prompt=OuterRef("pk"), kind=kind, status__in=HOLDING)
                for kind in KINDS}
-    imported = Demonstration.objects.filter(prompt=OuterRef("pk"), assignment__isnull=True)
+    imported = {TaskKind.DEMONSTRATION: Demonstration.objects.filter(prompt=OuterRef("pk"), assignment__isnull=True),
+                TaskKind.RANKING: Ranking.objects.filter(prompt=OuterRef("pk"), source=RankingSource.IMPORT)}
     with transaction.atomic():
         locked = len(prompts.select_for_update().values_list("pk", flat=True))
-        prompts.update(demonstrations_taken=_count_of(holding[TaskKind.DEMONSTRATION]) + _count_of(imported),
-                    rankings_taken=_count_of(holding[TaskKind.RANKING]))
+        prompts.update(**{TAKEN[kind]: _count_of(holding[kind]) + _count_of(imported[kind]) for kind in KINDS})
         prompts.update(**{OPEN[kind]: _open(kind, project) for kind in KINDS})
     return locked

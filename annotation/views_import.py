@@ -1,4 +1,5 @@
-"""Prompt import page: small files import within the request, big ones in a thread with a live progress bar.
+"""Import page (prompts or preferences): small files import within the request, big ones in a thread with a
+live progress bar.
 
 Why a thread: 100k lines take about half a minute here, and under the ASGI server Django runs sync
 views one at a time per process, so a half-minute request would stall every labeler's page. The
@@ -30,6 +31,7 @@ from annotation.errors import AnnotationError
 from annotation.forms import ImportForm
 from annotation.imports import ImportFailed, ImportReport, prompts_import
 from annotation.models import Project
+from annotation.preference_import import preferences_import
 from annotation.selectors import MANAGERS, project_for_user
 from config.uploads import too_large
 
@@ -58,14 +60,14 @@ def import_post(request, slug: str):
         template = "annotation/_import_result.html" if request.htmx else "annotation/import.html"
         return render(request, template, context, status=413)
     if form.is_valid():
-        upload = form.cleaned_data["file"]
-        context["filename"] = upload.name
+        upload, kind, review = (form.cleaned_data[k] for k in ("file", "kind", "review"))
+        context["filename"], context["kind"] = upload.name, kind
         if upload.size > INLINE_BYTES:
-            context["job"] = _job_view(_job_start(project, request.user, upload))
+            context["job"] = _job_view(_job_start(project, request.user, upload, kind, review))
         else:
             try:
-                context["report"] = prompts_import(project=project, stream=upload, filename=upload.name,
-                                                   user=request.user)
+                context["report"] = _import(kind, review, project=project, stream=upload, filename=upload.name,
+                                            user=request.user)
             except ImportFailed as exc:
                 context["problems"], context["error"] = exc.problems, str(exc)
             except AnnotationError as exc:
@@ -82,13 +84,21 @@ def import_status(request, slug: str, token: str):
     job = _job_read(token)
     if job is None or job["project"] != project.pk or job["user"] != request.user.pk:
         raise Http404("No such import")
-    context = {"project": project, "filename": job["filename"], "job": _job_view(job)}
+    context = {"project": project, "filename": job["filename"], "job": _job_view(job),
+               "kind": job.get("kind", "prompts")}
     if job["state"] == "done":
         context["report"] = ImportReport(created=job["created"], duplicates=[tuple(d) for d in job["duplicates"]],
-                                         lines=job["lines"])
+                                         lines=job["lines"], warnings=job.get("warnings", []))
     elif job["state"] == "failed":
         context["problems"], context["error"] = job.get("problems", []), job["error"]
     return render(request, "annotation/_import_result.html", context)
+
+
+def _import(kind: str, review: bool, **arguments) -> ImportReport:
+    """The import service of ``kind``: prompts, or preferences stored as rankings."""
+    if kind == "preferences":
+        return preferences_import(review=review, **arguments)
+    return prompts_import(**arguments)
 
 
 # --- background jobs: a saved upload, a thread, a JSON progress file ---
@@ -129,7 +139,20 @@ def _job_view(job: dict) -> dict:
             "elapsed": round(time.time() - job["started"])}
 
 
-def _job_start(project: Project, user, upload) -> dict:
+def _rows_of_parquet(path: Path) -> int | None:
+    """A Parquet file's row count from its footer (its 'lines' for the progress bar), None if not Parquet."""
+    with path.open("rb") as f:
+        if f.read(4) != b"PAR1":
+            return None
+    try:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # an unreadable file fails in the import itself, with its reason
+        return None
+
+
+def _job_start(project: Project, user, upload, kind: str = "prompts", review: bool = False) -> dict:
     token = uuid.uuid4().hex
     data = _jobs_dir() / f"{token}.upload"
     total, last = 0, b"\n"
@@ -139,8 +162,9 @@ def _job_start(project: Project, user, upload) -> dict:
             total += chunk.count(b"\n")
             last = chunk[-1:] or last
     total += last != b"\n"
+    total = _rows_of_parquet(data) or total
     job = {"token": token, "state": "running", "project": project.pk, "user": user.pk, "filename": upload.name,
-           "lines": 0, "total": total, "started": time.time()}
+           "kind": kind, "review": review, "lines": 0, "total": total, "started": time.time()}
     _job_write(token, job)
     threading.Thread(target=_job_run, args=(token, dict(job)), name=f"import-{token[:8]}", daemon=True).start()
     return job
@@ -161,15 +185,16 @@ def _job_run(token: str, job: dict) -> None:
         project = Project.objects.get(pk=job["project"])
         user = get_user_model().objects.get(pk=job["user"])
         with data.open("rb") as stream:
-            report = prompts_import(project=project, stream=stream, filename=job["filename"], user=user,
-                                    progress=progress)
-        job.update(state="done", created=report.created, duplicates=report.duplicates[:1000], lines=report.lines)
+            report = _import(job.get("kind", "prompts"), job.get("review", False), project=project, stream=stream,
+                             filename=job["filename"], user=user, progress=progress)
+        job.update(state="done", created=report.created, duplicates=report.duplicates[:1000], lines=report.lines,
+                   warnings=report.warnings)
     except ImportFailed as exc:
         job.update(state="failed", error=str(exc), problems=exc.problems[:1000])
     except AnnotationError as exc:
         job.update(state="failed", error=str(exc))
     except Exception as exc:  # a thread has nobody above it to report to; the page shows it
-        log.exception("prompt import %s failed", token)
+        log.exception("import %s failed", token)
         job.update(state="failed", error=f"the import failed ({type(exc).__name__}); nothing was imported")
     finally:
         data.unlink(missing_ok=True)

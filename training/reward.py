@@ -1,11 +1,14 @@
 """The reward model: one scalar score per (prompt, answer), trained on full rankings (InstructGPT).
 
-A ranking of K completions is one batch element: each completion is encoded once, giving K scores,
-and the loss is -mean log sigmoid(r_better - r_worse) over all C(K,2) pairs of that ranking with
-different ranks (``grouped_ranking_loss``; ties are skipped, an all-ties ranking adds nothing).
+A ranking of K completions is one batch element, packed in one row (``reward_data.pack``): the prompt
+is encoded once and each completion on top of it, blind to the others, giving K scores, and the loss
+is -mean log sigmoid(r_better - r_worse) over all C(K,2) pairs of that ranking with different ranks (``grouped_ranking_loss``; ties are skipped, an all-ties ranking adds nothing).
 TRL's ``RewardTrainer`` takes the same rankings as C(K,2) separate (chosen, rejected) pairs and
-runs 2*C(K,2) sequences through the model instead of K (``bench/rm_grouped_vs_pairs.py`` measures
-both), and it drops over-long pairs, where we truncate and count (``reward_data``).
+runs 2*C(K,2) sequences through the model, each with its own copy of the prompt (``bench/rm_pairs.py``
+and ``bench/rm_grouped_vs_pairs.py`` measure both), and it drops over-long pairs, where we cut the
+prompt from the left and count (``reward_data``). Batches are length-bucketed (``epoch_batches``) and a
+step's rankings go through the model in micro-batches of similar packed length (``micro_batch_tokens``
+bounds the padded tokens of one forward), so little padding is computed.
 
 The model is ``AutoModelForSequenceClassification`` with ``num_labels=1`` initialised from a causal
 LM folder (the head is new) and ``pad_token_id`` set in its config, saved with its tokenizer so
@@ -15,8 +18,10 @@ ourselves (``sequence_scores``), which equals transformers' pooling whenever the
 occur inside a sequence and stays right when it does (pad = eos).
 
 The held-out split is by prompt; pairwise accuracy (ties excluded, a tied score counts as wrong)
-is measured before training and after every epoch. Under ``torchrun`` each rank takes every
-``world_size``-th ranking of the global batch and gradients are averaged.
+is measured, packed and without gradients, before training (``eval_initial``) and after every epoch;
+its time is not in ``train_seconds``, and each progress point carries ``eta_seconds`` extrapolated
+from the training steps alone, so the ETA is honest from step 1. Under ``torchrun`` each rank takes
+every ``world_size``-th ranking of the global batch and gradients are averaged.
 """
 
 from __future__ import annotations
@@ -33,14 +38,20 @@ import torch.nn.functional as F
 from training.distributed import all_reduce_sum, average_gradients, barrier, world
 from training.reporting import NullReporter, Reporter, TrainingDiverged
 from training.reward_data import (
+    SETTINGS_FILE,
+    Packed,
     collate,
     count_pairs,
-    encode_pair_texts,
+    encode_for_scoring,
     encode_rankings,
     ensure_chat_template,
     ensure_pad_token,
+    epoch_batches,
+    micro_batches,
     ordered_pairs,
+    pack,
     read_rankings,
+    reward_max_length,
     split_by_prompt,
 )
 
@@ -50,8 +61,10 @@ class RewardConfig:
     epochs: int = 1
     max_steps: int = 0  # > 0 overrides epochs (the last epoch may then be partial)
     batch_size: int = 8  # rankings per optimizer step, over all processes
-    micro_batch_size: int = 2  # rankings per forward pass in one process (all K completions of each)
-    eval_batch_size: int = 16  # sequences per forward pass when scoring held-out rankings
+    micro_batch_size: int = 8  # at most this many rankings per forward pass in one process (all K answers of each)
+    micro_batch_tokens: int = 4096  # and at most this many (padded) tokens per forward pass
+    eval_batch_size: int = 16  # rankings per forward pass when scoring held-out rankings (no gradients)
+    eval_initial: bool = True  # measure the untrained model's held-out accuracy before step 1
     max_length: int = 512
     learning_rate: float = 1e-5
     warmup_ratio: float = 0.05
@@ -78,6 +91,8 @@ class RewardConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.max_steps < 0 or self.batch_size < 1 or self.micro_batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("epochs, batch_size, micro_batch_size and eval_batch_size must be >= 1")
+        if self.micro_batch_tokens < 64:
+            raise ValueError("micro_batch_tokens must be >= 64")
         if self.max_length < 8:
             raise ValueError("max_length must be >= 8")
 
@@ -112,6 +127,36 @@ def sequence_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     last = (positions * attention_mask).argmax(-1)
     pooled = hidden[torch.arange(input_ids.shape[0], device=input_ids.device), last]
     return head(pooled)[:, 0].float()
+
+
+def packed_scores(model, packed: Packed, device) -> torch.Tensor:
+    """The score of every answer of packed rankings (ranking then answer order), each equal to its score
+    alone on ``prompt + answer``: a float tensor of shape [answers]."""
+    inner = _inner(model)
+    backbone = getattr(inner, inner.base_model_prefix, None)
+    head = getattr(inner, "score", None)
+    if backbone is None or head is None:
+        raise ValueError(f"cannot pack rankings for {type(inner).__name__}: no backbone and 'score' head")
+    hidden = backbone(input_ids=packed.input_ids.to(device), attention_mask=packed.attention_mask.to(device),
+                      position_ids=packed.position_ids.to(device), use_cache=False).last_hidden_state
+    rows, columns = packed.last
+    return head(hidden[rows.to(device), columns.to(device)])[:, 0].float()
+
+
+def _packs(model) -> bool:
+    inner = _inner(model)
+    return getattr(inner, inner.base_model_prefix, None) is not None and getattr(inner, "score", None) is not None
+
+
+def ranking_scores(model, rankings, pad_id: int, device) -> torch.Tensor:
+    """Scores of every answer of ``rankings`` in one forward pass: packed when the architecture allows,
+    else each (prompt, answer) as its own padded sequence."""
+    if _packs(model):
+        dtype = next(model.parameters()).dtype
+        return packed_scores(model, pack(rankings, pad_id, dtype if dtype.is_floating_point else torch.float32),
+                             device)
+    input_ids, mask = collate([s for r in rankings for s in r.sequences], pad_id)
+    return sequence_scores(model, input_ids.to(device), mask.to(device))
 
 
 @torch.no_grad()
@@ -155,27 +200,38 @@ def score_texts(model, tokenizer, prompts: list[list[dict]], answers: list[str],
     pad_id = ensure_pad_token(tokenizer)
     ensure_chat_template(tokenizer)
     if max_length is None:
-        max_length = min(2048, getattr(_inner(model).config, "max_position_embeddings", 2048) or 2048)
-    sequences = [encode_pair_texts(tokenizer, p, [a], max_length)[0] for p, a in zip(prompts, answers, strict=True)]
+        folder = getattr(_inner(model).config, "_name_or_path", "") or ""
+        context = min(2048, getattr(_inner(model).config, "max_position_embeddings", 2048) or 2048)
+        max_length = reward_max_length(Path(folder), context) if folder else context
+    sequences = [encode_for_scoring(tokenizer, p, a, max_length) for p, a in zip(prompts, answers, strict=True)]
     return score_sequences(model, sequences, pad_id, batch_size)
 
 
-def pairwise_accuracy(model, encoded, pad_id: int, batch_size: int) -> float | None:
-    """Share of held-out (better, worse) pairs scored in the right order; None without pairs."""
+@torch.no_grad()
+def pairwise_accuracy(model, encoded, pad_id: int, batch_size: int, max_tokens: int = 8192) -> float | None:
+    """Share of held-out (better, worse) pairs scored in the right order; None without pairs. Packed,
+    shortest rankings first, ``batch_size`` rankings and ``max_tokens`` padded tokens per forward pass."""
     rank, size = world()
-    mine = encoded[rank::size]
-    scores = score_sequences(model, [s for r in mine for s in r.sequences], pad_id, batch_size)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
     correct = total = 0
-    offset = 0
-    for ranking in mine:
-        k = len(ranking.sequences)
-        values = scores[offset:offset + k]
-        offset += k
-        for better, worse in ordered_pairs(ranking.ranks):
-            total += 1
-            correct += int(values[better] > values[worse])
+    for group in micro_batches(encoded[rank::size], batch_size, max_tokens):
+        scores = ranking_scores(model, group, pad_id, device).tolist()
+        offset = 0
+        for ranking in group:
+            values = scores[offset:offset + len(ranking.answers)]
+            offset += len(ranking.answers)
+            for better, worse in ordered_pairs(ranking.ranks):
+                total += 1
+                correct += int(values[better] > values[worse])
+    model.train(was_training)
     correct, total = all_reduce_sum([float(correct), float(total)])
     return correct / total if total else None
+
+
+def _evaluate(model, encoded, pad_id: int, config: RewardConfig) -> float | None:
+    return pairwise_accuracy(model, encoded, pad_id, config.eval_batch_size, 2 * config.micro_batch_tokens)
 
 
 def lr_at(step: int, total: int, config: RewardConfig) -> float:
@@ -185,14 +241,6 @@ def lr_at(step: int, total: int, config: RewardConfig) -> float:
     progress = (step - warmup) / max(1, total - warmup)
     cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return config.learning_rate * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
-
-
-def batch_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
-    """The rankings of ``step``: one seeded permutation per epoch, so a resumed run replays the same data."""
-    per_epoch = math.ceil(n / batch_size)
-    epoch, offset = divmod(step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
-    return order[offset * batch_size:(offset + 1) * batch_size]
 
 
 def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):
@@ -232,21 +280,22 @@ def _save_checkpoint(path: Path, model, tokenizer, optimizer, step: int, config:
     (path / "trainer_state.json").write_text(json.dumps({"step": step, "config": asdict(config), "history": history}))
 
 
-def _save_final(out_dir: Path, model, tokenizer, lora: bool) -> None:
-    final = model.merge_and_unload() if lora else model
+def _save_final(out_dir: Path, model, tokenizer, config: RewardConfig) -> None:
+    final = model.merge_and_unload() if config.lora else model
     out_dir.mkdir(parents=True, exist_ok=True)
     final.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    (out_dir / SETTINGS_FILE).write_text(json.dumps({  # what scoring must repeat (reward_data.encode_for_scoring)
+        "max_length": config.max_length, "encoding": "chat_template(prompt + answer), prompt cut from the left"}))
 
 
 def _micro_loss(model, rankings, pad_id: int, device) -> tuple[torch.Tensor, int, int, int, int]:
-    """Summed grouped loss of whole rankings in one forward pass: (loss_sum, rankings, pairs, correct, tokens)."""
-    sequences = [s for r in rankings for s in r.sequences]
-    input_ids, mask = collate(sequences, pad_id)
-    scores = sequence_scores(model, input_ids.to(device), mask.to(device))
+    """Summed grouped loss of whole rankings in one packed forward pass:
+    (loss_sum, rankings, pairs, correct, tokens), ``tokens`` the real tokens the model read."""
+    scores = ranking_scores(model, rankings, pad_id, device)
     loss_sum, offset, pairs, correct = scores.sum() * 0.0, 0, 0, 0
     for ranking in rankings:
-        k = len(ranking.sequences)
+        k = len(ranking.answers)
         values = scores[offset:offset + k]
         offset += k
         loss_sum = loss_sum + grouped_ranking_loss(values, torch.tensor(ranking.ranks, device=device))
@@ -254,7 +303,7 @@ def _micro_loss(model, rankings, pad_id: int, device) -> tuple[torch.Tensor, int
         for better, worse in ordered_pairs(ranking.ranks):
             pairs += 1
             correct += int(plain[better] > plain[worse])
-    return loss_sum, len(rankings), pairs, correct, int(mask.sum())
+    return loss_sum, len(rankings), pairs, correct, sum(r.length for r in rankings)
 
 
 def train_reward(
@@ -299,24 +348,27 @@ def train_reward(
         optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", weights_only=True))
         state = json.loads((resume_from / "trainer_state.json").read_text())
         start_step, history = state["step"], state["history"]
-    else:
+    elif config.eval_initial:
         reporter.phase(f"evaluating before training on {len(eval_enc)} held-out rankings")
-        history["eval_accuracy_initial"] = pairwise_accuracy(model, eval_enc, pad_id, config.eval_batch_size)
+        history["eval_accuracy_initial"] = _evaluate(model, eval_enc, pad_id, config)
 
     model.train()
+    lengths, batches_of = [r.length for r in train_enc], {}
     train_seconds, train_cpu_seconds, done_rankings, done_pairs, done_sequences, done_tokens = 0.0, 0.0, 0, 0, 0, 0
     for step in range(start_step, total_steps):
         tick, cpu_tick = time.perf_counter(), time.process_time()
         lr = lr_at(step, total_steps, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = [train_enc[i] for i in batch_indices(step, len(train_enc), config.batch_size, config.seed)]
+        epoch, offset = divmod(step, steps_per_epoch)
+        if epoch not in batches_of:
+            batches_of = {epoch: epoch_batches(epoch, len(train_enc), config.batch_size, config.seed, lengths)}
+        batch = [train_enc[i] for i in batches_of[epoch][offset]]
         mine = batch[rank::size]
         optimizer.zero_grad(set_to_none=True)
         loss_total, pairs, correct, tokens = 0.0, 0, 0, 0
-        for start in range(0, len(mine), config.micro_batch_size):
-            loss_sum, _, n_pairs, n_correct, n_tokens = _micro_loss(
-                model, mine[start:start + config.micro_batch_size], pad_id, device)
+        for group in micro_batches(mine, config.micro_batch_size, config.micro_batch_tokens):
+            loss_sum, _, n_pairs, n_correct, n_tokens = _micro_loss(model, group, pad_id, device)
             if not torch.isfinite(loss_sum):
                 raise TrainingDiverged(f"reward-model loss became {loss_sum.item()} at step {step + 1}")
             # every ranking weighs 1/len(batch) of the global batch; averaging over ranks divides by size
@@ -331,15 +383,16 @@ def train_reward(
         train_cpu_seconds += time.process_time() - cpu_tick
         done_rankings += len(batch)
         done_pairs += int(pairs)
-        done_sequences += sum(len(r.sequences) for r in batch)
+        done_sequences += sum(len(r.answers) for r in batch)
         done_tokens += int(tokens)
         done = step + 1
         mean_loss = loss_total / len(batch)
         history["losses"].append(mean_loss)
         point = {"loss": round(mean_loss, 5), "batch_accuracy": round(correct / pairs, 4) if pairs else None,
-                 "lr": lr, "epoch": round(done / steps_per_epoch, 3)}
+                 "lr": lr, "epoch": round(done / steps_per_epoch, 3),
+                 "eta_seconds": round(train_seconds / (done - start_step) * (total_steps - done), 1)}
         if done % steps_per_epoch == 0 or done == total_steps:  # every epoch, and a partial last one
-            accuracy = pairwise_accuracy(model, eval_enc, pad_id, config.eval_batch_size)
+            accuracy = _evaluate(model, eval_enc, pad_id, config)
             history["accuracy_by_epoch"].append(accuracy)
             point["eval_accuracy"] = accuracy
         if rank == 0:
@@ -352,7 +405,7 @@ def train_reward(
         barrier()
 
     if rank == 0:
-        _save_final(out_dir, model, tokenizer, config.lora)
+        _save_final(out_dir, model, tokenizer, config)
     barrier()
     last_epoch = history["losses"][-steps_per_epoch:]
     accuracy_by_epoch = history["accuracy_by_epoch"]

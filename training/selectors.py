@@ -73,9 +73,16 @@ def version_of(project, name: str) -> ModelVersion:
 
 
 def run_eta_seconds(run: TrainingRun, *, now=None) -> float | None:
-    """Seconds left, extrapolated from the pace so far; None before the first step or once finished."""
+    """Seconds left, extrapolated from the pace so far; None before the first step or once finished.
+
+    A stage that reports ``eta_seconds`` with its progress (its own extrapolation of the time in its
+    training steps, so loading and evaluations do not inflate it) is taken at its word; others are
+    extrapolated from the time since the start."""
     if run.status != RunStatus.RUNNING or not run.started_at or run.progress <= 0 or run.progress >= 1:
         return None
+    last = (run.metrics or [{}])[-1]
+    if isinstance(last, dict) and isinstance(last.get("eta_seconds"), int | float):
+        return max(0.0, float(last["eta_seconds"]))
     elapsed = ((now or timezone.now()) - run.started_at).total_seconds()
     return max(0.0, elapsed * (1 - run.progress) / run.progress)
 

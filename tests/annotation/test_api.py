@@ -123,7 +123,7 @@ def test_a_csv_file_is_uploaded_and_duplicates_reported(project, alice):
     response = api_as(alice).post(f"{base(project)}/prompts/upload/", {"file": upload}, format="multipart")
     assert response.status_code == 201, response.json()
     assert response.json() == {"created": 2, "duplicates": [{"line": 3, "reason": "same prompt as line 2"}],
-                               "lines": 3}
+                               "lines": 3, "warnings": []}
     listing = api_as(alice).get(f"{base(project)}/prompts/").json()
     assert [p["text"] for p in listing["results"]] == ["What is 2+2?", "Name a colour"]
 

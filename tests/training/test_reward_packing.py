@@ -1,0 +1,150 @@
+"""Packed reward-model training: a ranking's answers share one encoding of their prompt, yet each answer
+scores exactly as it would alone; long conversations lose their oldest tokens, never a pair."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import torch
+
+from training.reporting import ListReporter
+from training.reward import RewardConfig, grouped_ranking_loss, packed_scores, sequence_scores, train_reward
+from training.reward_data import (
+    encode_for_scoring,
+    encode_ranking,
+    epoch_batches,
+    micro_batches,
+    pack,
+    reward_max_length,
+)
+
+CONVERSATION = [
+    {"role": "system", "content": "You are brief."},
+    {"role": "user", "content": "What is the capital of France?"},
+    {"role": "assistant", "content": "Paris."},
+    {"role": "user", "content": "And of Italy? Say why."},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1,
+                                                               pad_token_id=tokenizer.pad_token_id)
+    return model, tokenizer
+
+
+def alone(model, ids: list[int]) -> float:
+    return sequence_scores(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long)).item()
+
+
+def test_each_packed_answer_scores_exactly_as_it_does_alone(tiny_rm):
+    model, tokenizer = tiny_rm
+    model.eval()
+    long_one = encode_ranking(tokenizer, CONVERSATION, ["Rome, because it is the seat of government.", "Milan.",
+                                                        "I do not know the answer to that one, sorry."], 512)
+    short_one = encode_ranking(tokenizer, CONVERSATION[1:2], ["Paris.", "Lyon, the city of lights and food."], 512)
+    packed = pack([long_one, short_one], tokenizer.pad_token_id)  # two rows: the short one is padded
+
+    with torch.no_grad():
+        scores = packed_scores(model, packed, torch.device("cpu")).tolist()
+    expected = [alone(model, ids) for ranking in (long_one, short_one) for ids in ranking.sequences]
+
+    assert packed.input_ids.shape == (2, long_one.length)
+    assert long_one.length < sum(len(s) for s in long_one.sequences)  # the prompt is in the row once
+    assert scores == pytest.approx(expected, abs=1e-5)
+
+
+def test_one_packed_step_lowers_the_ranking_loss(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1,
+                                                               pad_token_id=tokenizer.pad_token_id)
+    ranking = encode_ranking(tokenizer, CONVERSATION, ["Rome.", "Milan.", "Paris."], 512, ranks=[0, 1, 1])
+    packed = pack([ranking], tokenizer.pad_token_id)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ranks = torch.tensor(ranking.ranks)
+
+    loss = grouped_ranking_loss(packed_scores(model, packed, torch.device("cpu")), ranks)
+    loss.backward()
+    optimizer.step()
+    after = grouped_ranking_loss(packed_scores(model, packed, torch.device("cpu")), ranks)
+
+    assert after.item() < loss.item()
+
+
+def test_a_long_conversation_keeps_its_answers_and_newest_turns_within_max_length(tiny_rm):
+    _, tokenizer = tiny_rm
+    history = [{"role": "user", "content": "water " * 80}, {"role": "assistant", "content": "air " * 80},
+               *CONVERSATION[1:]]
+    answers = ["Rome, because it is the capital.", "Milan."]
+    full = encode_ranking(tokenizer, history, answers, 10_000)
+    cut = encode_ranking(tokenizer, history, answers, 64)
+
+    assert cut.answers == full.answers  # answers whole
+    assert cut.prefix == full.prefix[-len(cut.prefix):]  # the prompt lost its oldest tokens only
+    assert max(len(s) for s in cut.sequences) == 64 and cut.truncated == 2
+    assert encode_for_scoring(tokenizer, history, answers[0], 64) == encode_ranking(
+        tokenizer, history, answers[:1], 64).sequences[0]
+
+
+def test_micro_batches_group_similar_lengths_within_the_token_budget():
+    class R:
+        def __init__(self, length):
+            self.length = length
+
+    rankings = [R(n) for n in (300, 20, 310, 25, 900, 30)]
+    groups = micro_batches(rankings, max_rankings=8, max_tokens=700)
+    assert [[r.length for r in g] for g in groups] == [[20, 25, 30], [300, 310], [900]]
+    assert all(len(g) * max(r.length for r in g) <= 700 or len(g) == 1 for g in groups)
+
+
+def test_epoch_batches_hold_similar_lengths_and_every_ranking_once_in_a_replayable_order():
+    import random
+
+    lengths = [random.Random(i).randint(20, 900) for i in range(1000)]
+    batches = epoch_batches(0, 1000, 8, seed=3, lengths=lengths)
+    plain = epoch_batches(0, 1000, 8, seed=3)
+
+    assert sorted(i for b in batches for i in b) == list(range(1000)) and len(batches) == len(plain) == 125
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    padded_plain = sum(len(b) * max(lengths[i] for i in b) for b in plain)
+    assert padded < 0.75 * padded_plain  # much less padding than random batches
+    assert batches == epoch_batches(0, 1000, 8, seed=3, lengths=lengths)  # a resumed run replays them
+    assert batches != epoch_batches(1, 1000, 8, seed=3, lengths=lengths)
+
+
+def test_training_reports_an_eta_from_step_one_and_saves_its_max_length(tiny_model_dir, tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": f"question {i}?"}], "completions": ["yes thanks", "no"],
+             "ranks": [0, 1]} for i in range(12)]
+    data = tmp_path / "r.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    reporter = ListReporter()
+    metrics = train_reward(tiny_model_dir, data, tmp_path / "out",
+                           RewardConfig(max_steps=3, batch_size=4, max_length=96, eval_initial=False), reporter)
+
+    assert metrics["eval_accuracy_initial"] is None and metrics["eval_accuracy"] is not None
+    first = reporter.metrics[0]
+    assert first["step"] == 1 and first["eta_seconds"] > 0
+    assert reporter.metrics[-1]["eta_seconds"] == 0
+    assert reward_max_length(tmp_path / "out") == 96
+
+
+def test_the_run_page_eta_takes_the_stage_estimate_over_the_wall_clock():
+    from django.utils import timezone
+
+    from training.models import RunStatus, TrainingRun
+    from training.selectors import run_eta_seconds
+
+    started = timezone.now() - timedelta(hours=1)  # an hour of loading and evaluation before step 1
+    run = TrainingRun(status=RunStatus.RUNNING, started_at=started, progress=0.1, metrics=[{"eta_seconds": 90.0}])
+    assert run_eta_seconds(run) == 90.0
+    run.metrics = [{"loss": 1.0}]
+    assert run_eta_seconds(run) == pytest.approx(9 * 3600, rel=0.01)
