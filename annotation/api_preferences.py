@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from annotation import api_serializers as s
 from annotation.api import AnnotationView
+from config.parsers import PayloadTooLarge
+from config.uploads import too_large
 from annotation.preference_import import preferences_import, preferences_import_records
 from annotation.selectors import MANAGERS
 
@@ -35,13 +37,18 @@ class PreferenceUpload(AnnotationView):
     serializer_class = s.PreferenceUploadSerializer
 
     @extend_schema(request={"multipart/form-data": s.PreferenceUploadSerializer},
-                   responses={201: s.ImportReportSerializer, 400: s.ImportFailedSerializer})
+                   responses={201: s.ImportReportSerializer, 400: s.ImportFailedSerializer,
+                              413: OpenApiResponse(description="The file is over TUNELOOP_MAX_IMPORT_BYTES")})
     def post(self, request, slug: str):
         """Import a JSONL, CSV or Parquet file of preferences, streamed, in one transaction (managers).
         For files of hundreds of thousands of pairs, ``manage.py import_preferences`` avoids the upload."""
         project = self.project(MANAGERS)
+        if refused := too_large("import", request=request):
+            raise PayloadTooLarge(refused)
         data = self.parsed(s.PreferenceUploadSerializer)
         upload = data["file"]
+        if refused := too_large("import", upload=upload):
+            raise PayloadTooLarge(refused)
         report = preferences_import(project=project, stream=upload, filename=upload.name, user=request.user,
                                     review=data["review"])
         return Response(s.ImportReportSerializer(report).data, status=status.HTTP_201_CREATED)

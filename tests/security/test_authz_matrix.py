@@ -63,6 +63,7 @@ RULES: dict[str, dict[str, str]] = {
     "annotation-api:reviews": rule(REVIEWER), "annotation-api:review-approve": rule(REVIEWER, P),
     "annotation-api:review-edit": rule(REVIEWER, P), "annotation-api:review-reject": rule(REVIEWER, P),
     "annotation-api:members": rule(MANAGER, GP),
+    "annotation-api:preferences": rule(MANAGER, P), "annotation-api:preferences-upload": rule(MANAGER, P),
     # dashboards
     "dashboards:project": rule(MANAGER), "dashboards:quality": rule(MANAGER), "dashboards:training": rule(MANAGER),
     # training pages and API
