@@ -9,10 +9,10 @@ from rest_framework.response import Response
 
 from annotation import api_serializers as s
 from annotation.api import AnnotationView
-from config.parsers import PayloadTooLarge
-from config.uploads import too_large
 from annotation.preference_import import preferences_import, preferences_import_records
 from annotation.selectors import MANAGERS
+from config.parsers import PayloadTooLarge
+from config.uploads import too_large
 
 
 class PreferenceImport(AnnotationView):
