@@ -34,7 +34,7 @@ from training.chat_data import (
     summed_token_loss,
     tokenize_all,
 )
-from training.distributed import all_reduce_sum, average_gradients, barrier, world
+from training.distributed import all_reduce_sum, autocast, average_gradients, barrier, device, world
 from training.reporting import NullReporter, Reporter, TrainingDiverged
 
 
@@ -129,7 +129,8 @@ def _step_loss(model, mine: list[Example], global_tokens: int, config: SFTConfig
     if not mine:  # more ranks than sequences: contribute zero gradients so the all-reduce lines up
         mine = [Example([pad, pad], [IGNORE_INDEX, IGNORE_INDEX])]
     for micro in _micro_batches(mine, config.micro_batch_size):
-        loss_sum, _ = summed_token_loss(model, collate(micro, pad))
+        with autocast():
+            loss_sum, _ = summed_token_loss(model, collate(micro, pad))
         (loss_sum * size / global_tokens).backward()
         total += loss_sum.item()
     return total
@@ -143,7 +144,8 @@ def evaluate(model, examples: list[Example], batch_size: int, pad: int) -> float
     model.eval()
     loss_sum, count = 0.0, 0
     for micro in _micro_batches(examples[rank::size], batch_size):
-        loss, n = summed_token_loss(model, collate(micro, pad))
+        with autocast():
+            loss, n = summed_token_loss(model, collate(micro, pad))
         loss_sum += loss.item()
         count += n
     model.train(was_training)
@@ -238,6 +240,7 @@ def train_sft(
     parent_dir, out_dir, started = Path(parent_dir), Path(out_dir), time.time()
     resume_from = Path(resume_from) if resume_from else None
     model, tokenizer = _load(parent_dir, resume_from, config)
+    model.to(device())  # before the optimizer exists, so its state lives on the same device
     pad = pad_id(tokenizer)
 
     conversations = read_conversations(data_path)
@@ -327,6 +330,7 @@ def train_sft(
         "sequences": len(train),
         "tokens": tokens,
         "tokens_per_second": tokens / elapsed if elapsed and tokens else 0.0,
+        "device": str(device()),
         "lora": config.lora,
         "wall_seconds": time.time() - started,
     }
