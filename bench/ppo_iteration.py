@@ -118,7 +118,7 @@ def main() -> None:
         peer = raw_generate(policy, texts, args.max_new_tokens, args.iterations)
 
     rollout, update = summary["rollout_samples_per_second"], summary["update_samples_per_second"]
-    print(f"model {'tiny' if args.tiny else args.model}  iterations {args.iterations}  batch {args.batch}  "
+    print(f"model {'tiny' if args.tiny else policy}  iterations {args.iterations}  batch {args.batch}  "
           f"max_new_tokens {args.max_new_tokens}")
     print(f"PPO rollout (generate + ref + RM + values): {rollout:.2f} samples/s")
     print(f"PPO update ({config['ppo_epochs']} epochs, minibatch {config['mini_batch_size']}): {update:.2f} samples/s")
