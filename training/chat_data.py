@@ -23,10 +23,12 @@ IGNORE_INDEX = -100
 class Example:
     input_ids: list[int]
     labels: list[int]
+    position_ids: list[int] | None = None  # packed blocks only: restarts at 0 for every example
 
     @property
     def trained_tokens(self) -> int:
-        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+        """Labelled positions the shifted loss uses (the first position is never a target)."""
+        return sum(1 for label in self.labels[1:] if label != IGNORE_INDEX)
 
 
 def read_conversations(path: Path) -> list[list[dict]]:
@@ -103,40 +105,57 @@ def tokenize_all(tokenizer, conversations: list[list[dict]], max_length: int) ->
 
 
 def pack_examples(examples: list[Example], block_size: int) -> list[Example]:
-    """Concatenate examples into blocks of ``block_size`` tokens, each token keeping its own label.
+    """Whole examples joined into blocks of at most ``block_size`` tokens, without cross-talk.
 
-    Examples are not split from their masks: a block may end inside one example and the next block
-    continues it. The last, shorter block is kept (it is padded in its batch)."""
-    ids: list[int] = []
-    labels: list[int] = []
+    An example is never split (one longer than the block gets a block of its own); the next one
+    starts a new block when it does not fit. Each block carries ``position_ids`` that restart at 0
+    for every example: ``summed_token_loss`` then runs the model without a 2-D attention mask, and
+    transformers derives a block-diagonal causal mask from the position resets, so a token attends
+    to its own example only and sees the positions it would see alone. The first label of each
+    example is dropped, so the previous example's last token is never trained to predict it."""
+    blocks: list[Example] = []
+    current = Example([], [], [])
     for example in examples:
-        ids.extend(example.input_ids)
-        labels.extend(example.labels)
-    blocks = []
-    for start in range(0, len(ids), block_size):
-        block = Example(ids[start : start + block_size], labels[start : start + block_size])
-        if block.trained_tokens:
-            blocks.append(block)
-    return blocks
+        if current.input_ids and len(current.input_ids) + len(example.input_ids) > block_size:
+            blocks.append(current)
+            current = Example([], [], [])
+        current.input_ids.extend(example.input_ids)
+        current.labels.extend([IGNORE_INDEX, *example.labels[1:]])
+        current.position_ids.extend(range(len(example.input_ids)))
+    if current.input_ids:
+        blocks.append(current)
+    return [block for block in blocks if block.trained_tokens]
 
 
 def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded ``input_ids``/``attention_mask``/``labels`` tensors (padding labelled -100)."""
+    """Right-padded ``input_ids``/``attention_mask``/``labels`` tensors (padding labelled -100).
+
+    Packed blocks get ``position_ids`` instead of an attention mask: the padding after a block
+    numbers from 0 again, so it is one more segment that no real token attends to."""
     width = max(len(e.input_ids) for e in examples)
     input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     attention = torch.zeros((len(examples), width), dtype=torch.long)
+    packed = any(e.position_ids is not None for e in examples)
+    positions = torch.zeros((len(examples), width), dtype=torch.long)
     for row, example in enumerate(examples):
         n = len(example.input_ids)
         input_ids[row, :n] = torch.tensor(example.input_ids)
         labels[row, :n] = torch.tensor(example.labels)
         attention[row, :n] = 1
+        positions[row, :n] = torch.tensor(example.position_ids if example.position_ids is not None else range(n))
+        positions[row, n:] = torch.arange(width - n)
+    if packed:
+        return {"input_ids": input_ids, "position_ids": positions, "labels": labels}
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
 def summed_token_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """(sum of next-token cross-entropy over labelled tokens, their count); the caller divides."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    logits = model(**inputs, use_cache=False).logits  # a cache would switch off the packed-sequence mask
     targets = batch["labels"][:, 1:]
     loss = torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.size(-1)).float(),

@@ -41,10 +41,14 @@ def main(spec_path: str) -> None:
     import torch
     import torch.distributed as dist
 
+    from training.distributed import backend, device
+
     spec = json.loads(Path(spec_path).read_text())
     rank = int(os.environ.get("RANK", "0"))
+    if device().type == "cuda":
+        torch.cuda.set_device(device())  # before the group: NCCL binds each rank to its current device
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend=backend())
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     module_name, fn_name = spec["target"].split(":")
     fn = getattr(importlib.import_module(module_name), fn_name)

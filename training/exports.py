@@ -8,11 +8,12 @@ write the same rows to files; the API and the pages stream them as JSONL (or Par
 Formats (each line one JSON object, what ``datasets.load_dataset("json", ...)`` and TRL expect):
 
 - ``sft``: ``{"messages": [..., {"role": "assistant", "content": answer}]}``
-- ``rankings``: ``{"prompt": [messages], "completions": [str, ...], "ranks": [int, ...], "prompt_id": int}``
-  with completions best first, rank 0 the best and equal ranks for ties.
-- ``pairs``: ``{"prompt": [messages], "chosen": str, "rejected": str}`` (TRL's preference format with
-  an explicit conversational prompt and plain-text answers); one ranking of K gives its C(K,2)
-  comparisons minus the tied ones.
+- ``rankings``: ``{"prompt": [messages], "completions": [str, ...], "ranks": [int, ...], "flags": [[str, ...],
+  ...], "prompt_id": int}`` with completions best first, rank 0 the best and equal ranks for ties, and
+  the labeler's flags of each completion (``unsafe``, ``factually_wrong``, ...; ``[]`` when none).
+- ``pairs``: ``{"prompt": [messages], "chosen": str, "rejected": str, "chosen_flags": [str], "rejected_flags":
+  [str]}`` (TRL's preference format with an explicit conversational prompt and plain-text answers, the
+  extra columns ignored by TRL); one ranking of K gives its C(K,2) comparisons minus the tied ones.
 - ``prompts``: ``{"messages": [...], "prompt_id": int}``
 - ``moderation``: ``{"text": str, "categories": [str, ...]}``
 """
@@ -53,7 +54,8 @@ def _rankings(project):
 def ranking_row(ranking) -> dict | None:
     """One ranking as completions best first with their tier as rank; None if it names a lost completion."""
     texts = {c.pk: c.text for c in ranking.prompt.completions.all()}
-    completions, ranks = [], []
+    flagged = ranking.flags if isinstance(ranking.flags, dict) else {}
+    completions, ranks, flags = [], [], []
     for tier, ids in enumerate(ranking.order or []):
         for completion_id in ids:
             if completion_id not in texts:
@@ -61,9 +63,11 @@ def ranking_row(ranking) -> dict | None:
                 return None
             completions.append(texts[completion_id])
             ranks.append(tier)
+            flags.append(sorted(str(f) for f in flagged.get(str(completion_id), []) or []))
     if len(completions) < 2:
         return None
-    return {"prompt": ranking.prompt.messages, "completions": completions, "ranks": ranks, "prompt_id": ranking.prompt_id}
+    return {"prompt": ranking.prompt.messages, "completions": completions, "ranks": ranks, "flags": flags,
+            "prompt_id": ranking.prompt_id}
 
 
 def ranking_rows(project) -> Iterator[tuple[int, dict]]:
@@ -76,12 +80,14 @@ def ranking_rows(project) -> Iterator[tuple[int, dict]]:
 def pairs_of(row: dict) -> Iterator[dict]:
     """The comparisons of one ranking: every better/worse couple of completions, ties skipped."""
     completions, ranks = row["completions"], row["ranks"]
+    flags = row.get("flags") or [[] for _ in completions]
     for i in range(len(completions)):
         for j in range(i + 1, len(completions)):
             if ranks[i] == ranks[j]:
                 continue
             better, worse = (i, j) if ranks[i] < ranks[j] else (j, i)
-            yield {"prompt": row["prompt"], "chosen": completions[better], "rejected": completions[worse]}
+            yield {"prompt": row["prompt"], "chosen": completions[better], "rejected": completions[worse],
+                   "chosen_flags": flags[better], "rejected_flags": flags[worse]}
 
 
 def pair_rows(project) -> Iterator[tuple[int, dict]]:
@@ -183,9 +189,21 @@ def parquet_chunks(rows: Iterable[tuple[int, dict]], rows_per_group: int = 5000)
 
     sink, writer, batch = _Sink(), None, []
 
+    def strings_for_nulls(kind):  # an all-empty list in the first group must not fix the type to null
+        if pa.types.is_null(kind):
+            return pa.string()
+        if pa.types.is_list(kind):
+            return pa.list_(strings_for_nulls(kind.value_type))
+        return kind
+
     def flush() -> bytes:
         nonlocal writer
-        table = pa.Table.from_pylist(batch) if writer is None else pa.Table.from_pylist(batch, schema=writer.schema)
+        if writer is None:
+            inferred = pa.Table.from_pylist(batch).schema
+            schema = pa.schema([pa.field(f.name, strings_for_nulls(f.type)) for f in inferred])
+            table = pa.Table.from_pylist(batch, schema=schema)
+        else:
+            table = pa.Table.from_pylist(batch, schema=writer.schema)
         if writer is None:
             writer = pq.ParquetWriter(sink, table.schema)
         writer.write_table(table)

@@ -163,3 +163,34 @@ class AdaptiveKLController(FixedKLController):
             return
         error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
         self.value *= 1.0 + error * n_steps / self.horizon
+
+
+class ScoreNormalizer:
+    """Shift (and scale) reward-model scores by statistics fixed once, from the SFT policy's own answers.
+
+    A pairwise-trained reward model leaves its mean score arbitrary; with a value head starting
+    near zero, a large offset turns into advantages that favour short (or long) answers whatever
+    the reward model prefers. InstructGPT biases the reward so that demonstrations score 0 on
+    average; here the first rollout (the initial policy's samples) sets ``offset`` and ``scale``,
+    which then stay fixed, so later improvements still show as a rising normalised reward.
+    ``mode="batch"`` whitens every batch instead; ``"none"`` uses the scores as they are."""
+
+    def __init__(self, mode: str = "initial") -> None:
+        self.mode, self.offset, self.scale = mode, None, None
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.mode == "none":
+            return raw
+        if self.mode == "batch":
+            return (raw - raw.mean()) / (raw.std() + 1e-8) if len(raw) > 1 else raw - raw.mean()
+        if self.offset is None:
+            self.offset = raw.mean().item()
+            self.scale = raw.std().item() if len(raw) > 1 else 1.0
+            self.scale = self.scale if math.isfinite(self.scale) and self.scale > 1e-6 else 1.0
+        return (raw - self.offset) / self.scale
+
+    def state_dict(self) -> dict:
+        return {"mode": self.mode, "offset": self.offset, "scale": self.scale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.offset, self.scale = state.get("offset"), state.get("scale")

@@ -12,7 +12,10 @@ would silently change the numbers:
   the answers were drawn from (``top_k`` is switched off; ``top_p < 1`` truncates the sampler only);
 - the answer ends at its first stop token (EOS or the chat template's end-of-turn), which is part
   of the answer; whatever ``generate`` wrote after it is padding;
-- the reward model reads chat_template(prompt + answer), right-padded, at the last attended token.
+- the reward model reads exactly what it was trained on: ``training.reward.score_texts`` encodes
+  (full prompt, answer) with the reward model's own encoder and ``max_length`` (its training length);
+- an answer cut at ``max_new_tokens`` without a stop token is marked ``truncated``: rendered through
+  the chat template it would look complete to the reward model, so PPO subtracts a penalty instead.
 """
 
 from __future__ import annotations
@@ -40,9 +43,11 @@ class Rollout:
     ref_logprobs: torch.Tensor  # (B, R) frozen reference
     values: torch.Tensor  # (B, R) value head at sampling time
     scores: torch.Tensor  # (B,) reward-model score of each answer (as used in the rewards)
-    raw_scores: torch.Tensor  # (B,) before any normalisation (what is logged as "reward")
+    raw_scores: torch.Tensor  # (B,) as the reward model gave them (what is logged as "reward")
     entropy: float  # mean per-token entropy of the policy over the answers
     answers: list[str]
+    truncated: torch.Tensor  # (B,) bool: the answer hit max_new_tokens without a stop token
+    hidden: torch.Tensor  # (B, R, H) the policy's last hidden states over the answer (the value head's input)
 
     @property
     def responses(self) -> torch.Tensor:
@@ -99,9 +104,14 @@ def encode_prompts(tokenizer, prompts: list[list[dict]], max_length: int) -> tup
 
 def answer_mask(responses: torch.Tensor, stop_ids: list[int]) -> torch.Tensor:
     """1 up to and including the first stop token of each row, 0 after it (all 1 if it never stops)."""
-    is_stop = torch.isin(responses, torch.tensor(stop_ids, dtype=responses.dtype))
+    is_stop = torch.isin(responses, torch.tensor(stop_ids, dtype=responses.dtype, device=responses.device))
     stopped_before = (is_stop.long().cumsum(dim=1) - is_stop.long()) > 0
     return (~stopped_before).float()
+
+
+def truncated_answers(responses: torch.Tensor, stop_ids: list[int]) -> torch.Tensor:
+    """True for each row without any stop token: the answer was cut at ``max_new_tokens``."""
+    return ~torch.isin(responses, torch.tensor(stop_ids, dtype=responses.dtype, device=responses.device)).any(dim=1)
 
 
 @torch.no_grad()
@@ -152,48 +162,30 @@ def reference_logprobs(ref, rollout_ids, attention_mask, prompt_width, temperatu
     return logprobs_from_logits(logits, rollout_ids[:, prompt_width:])
 
 
-@torch.no_grad()
-def reward_scores(rm, tokenizer, prompts: list[list[dict]], answers: list[str], max_length: int,
-                  batch_size: int = 8) -> torch.Tensor:
-    """Score of each (prompt, answer): the RM head at the last attended token of chat_template(prompt + answer).
+def reward_model_scores(rm, rm_tokenizer, prompts: list[list[dict]], answers: list[str], max_length: int,
+                        batch_size: int = 8) -> torch.Tensor:
+    """The reward model's score of each (prompt, answer), encoded as in its training (``reward.score_texts``)."""
+    from training.reward import score_texts
 
-    Right padding and the position taken from the attention mask (not from the pad id, which may be EOS
-    and occur inside the text). Over-long texts keep their end, where the answer is."""
-    backbone = getattr(rm, rm.base_model_prefix, None)
-    head = getattr(rm, "score", None)
-    scores = []
-    for start in range(0, len(prompts), batch_size):
-        rows = []
-        for messages, answer in zip(prompts[start : start + batch_size], answers[start : start + batch_size],
-                                    strict=True):
-            text = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": answer}], tokenize=False)
-            rows.append(tokenizer(text, add_special_tokens=False)["input_ids"][-max_length:])
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad_id(tokenizer), dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[i, : len(row)] = 1
-        if backbone is None or head is None:
-            scores.append(rm(input_ids=ids, attention_mask=mask).logits[:, 0].float())
-            continue
-        hidden = backbone(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-        last = mask.sum(dim=1) - 1
-        scores.append(head(hidden[torch.arange(len(rows)), last])[:, 0].float())
-    return torch.cat(scores)
+    return torch.tensor(score_texts(rm, rm_tokenizer, prompts, answers, batch_size=batch_size,
+                                    max_length=max_length), dtype=torch.float32)
 
 
 @torch.no_grad()
 def collect_rollout(policy, value_head, ref, tokenizer, rm, rm_tokenizer, prompts: list[list[dict]], config) -> Rollout:
     """Sample answers to ``prompts`` and measure them (policy, reference, values, RM); no gradients."""
     policy.eval()
-    query, query_mask = encode_prompts(tokenizer, prompts, config.max_prompt_length)
+    device = next(policy.parameters()).device
+    query, query_mask = (t.to(device) for t in encode_prompts(tokenizer, prompts, config.max_prompt_length))
     responses = generate(policy, tokenizer, query, query_mask, config)
-    mask = answer_mask(responses, stop_token_ids(policy, tokenizer))
+    stops = stop_token_ids(policy, tokenizer)
+    mask = answer_mask(responses, stops)
     input_ids = torch.cat([query, responses], dim=1)
     attention = torch.cat([query_mask, mask.long()], dim=1)
     width = query.shape[1]
-    logprobs, values, logits = policy_outputs(policy, value_head, input_ids, attention, width, config.temperature, True)
+    logits, hidden = answer_forward(policy, input_ids, attention, width, config.temperature)
+    logprobs = logprobs_from_logits(logits, responses)
+    values = value_head(hidden).squeeze(-1).float()
     entropy = masked_mean(entropy_from_logits(logits), mask).item()
     del logits
     ref_logprobs = reference_logprobs(ref, input_ids, attention, width, config.temperature)
@@ -201,8 +193,6 @@ def collect_rollout(policy, value_head, ref, tokenizer, rm, rm_tokenizer, prompt
         tokenizer.decode(row[: int(n)], skip_special_tokens=True).strip()
         for row, n in zip(responses, mask.sum(dim=1), strict=True)
     ]
-    raw = reward_scores(rm, rm_tokenizer, prompts, answers, config.reward_max_length)
-    scores = raw
-    if config.score_normalization == "batch" and len(raw) > 1:
-        scores = (raw - raw.mean()) / (raw.std() + 1e-8)
-    return Rollout(input_ids, attention, width, mask, logprobs, ref_logprobs, values, scores, raw, entropy, answers)
+    raw = reward_model_scores(rm, rm_tokenizer, prompts, answers, config.reward_max_length).to(device)
+    return Rollout(input_ids, attention, width, mask, logprobs, ref_logprobs, values, raw.clone(), raw, entropy,
+                   answers, truncated_answers(responses, stops), hidden.float())

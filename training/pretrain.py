@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from training.distributed import all_reduce_sum, average_gradients, barrier, world
+from training.distributed import all_reduce_sum, autocast, average_gradients, barrier, device, world
 from training.pretrain_config import PretrainConfig
 from training.reporting import NullReporter, Reporter, TrainingDiverged
 
@@ -78,11 +78,22 @@ def lr_at(step: int, config: PretrainConfig) -> float:
 
 
 def batch_indices(step: int, n_blocks: int, batch_size: int, seed: int) -> list[int]:
-    """The global batch of ``step``: a fixed permutation per epoch, so resume replays the same data."""
+    """The global batch of ``step``: a fixed permutation per epoch, so resume replays the same data.
+
+    Always ``batch_size`` blocks (a corpus of fewer blocks is cycled), so every rank gets an equal,
+    non-empty share."""
     per_epoch = max(1, n_blocks // batch_size)
     epoch, offset = divmod(step, per_epoch)
     order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
-    return order[offset * batch_size : (offset + 1) * batch_size]
+    return [order[(offset * batch_size + i) % n_blocks] for i in range(batch_size)]
+
+
+def optimizer_groups(model, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on matrices (>= 2-D: linear and embedding weights) only, never on
+    norm weights or biases, whose decay towards 0 would fight the normalisation they implement."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
 
 def build_model(tokenizer, config: PretrainConfig):
@@ -116,9 +127,11 @@ def evaluate(model, blocks: torch.Tensor, batch_size: int) -> float:
     model.eval()
     loss_sum, count = 0.0, 0
     mine = blocks[rank::size]
+    where = next(model.parameters()).device
     for start in range(0, len(mine), batch_size):
-        chunk = mine[start : start + batch_size]
-        out = model(input_ids=chunk, labels=chunk)  # the model shifts labels by one itself
+        chunk = mine[start : start + batch_size].to(where)
+        with autocast():
+            out = model(input_ids=chunk, labels=chunk)  # the model shifts labels by one itself
         n = chunk[:, 1:].numel()
         loss_sum += out.loss.item() * n
         count += n
@@ -176,11 +189,12 @@ def pretrain(
         tokenizer = AutoTokenizer.from_pretrained(init_dir)
         model = AutoModelForCausalLM.from_pretrained(init_dir, dtype=torch.float32)
 
+    model.to(device())
     train_blocks = pack(tokenizer, train_docs, config.block_size)
     eval_blocks = pack(tokenizer, eval_docs, config.block_size)
     baseline = unigram_perplexity(train_blocks, eval_blocks, len(tokenizer))
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.95)
+        optimizer_groups(model, config.weight_decay), lr=config.learning_rate, betas=(0.9, 0.95)
     )
     if resume_from is not None:
         optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", weights_only=True))
@@ -193,13 +207,17 @@ def pretrain(
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, config)
         batch = train_blocks[batch_indices(step, len(train_blocks), config.batch_size, config.seed)][rank::size]
-        loss = model(input_ids=batch, labels=batch).loss
+        batch = batch.to(device())
+        with autocast():
+            loss = model(input_ids=batch, labels=batch).loss
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"pre-training loss became {loss.item()} at step {step + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(model)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+        if not math.isfinite(grad_norm):
+            raise TrainingDiverged(f"pre-training gradient norm became {grad_norm} at step {step + 1}")
         optimizer.step()
         tokens += batch.numel() * size
         (mean_loss,) = all_reduce_sum([loss.item() / size])
@@ -234,6 +252,7 @@ def pretrain(
         "unigram_perplexity": baseline,
         "tokens": tokens,
         "tokens_per_second": tokens / elapsed if elapsed else 0.0,
+        "device": str(device()),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
 

@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from training.distributed import all_reduce_sum, average_gradients, barrier, world
+from training.distributed import all_reduce_sum, autocast, average_gradients, barrier, world
+from training.distributed import device as device_of_rank
 from training.reporting import NullReporter, Reporter, TrainingDiverged
 from training.reward_data import (
     SETTINGS_FILE,
@@ -323,7 +324,7 @@ def train_reward(
     torch.manual_seed(config.seed)
     out_dir, started = Path(out_dir), time.time()
     resume_from = Path(resume_from) if resume_from else None
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    device = device_of_rank()
 
     rankings = read_rankings(Path(data_path))
     train_set, eval_set = split_by_prompt(rankings, config.eval_fraction, config.seed)
@@ -368,7 +369,8 @@ def train_reward(
         optimizer.zero_grad(set_to_none=True)
         loss_total, pairs, correct, tokens = 0.0, 0, 0, 0
         for group in micro_batches(mine, config.micro_batch_size, config.micro_batch_tokens):
-            loss_sum, _, n_pairs, n_correct, n_tokens = _micro_loss(model, group, pad_id, device)
+            with autocast():
+                loss_sum, _, n_pairs, n_correct, n_tokens = _micro_loss(model, group, pad_id, device)
             if not torch.isfinite(loss_sum):
                 raise TrainingDiverged(f"reward-model loss became {loss_sum.item()} at step {step + 1}")
             # every ranking weighs 1/len(batch) of the global batch; averaging over ranks divides by size
@@ -376,7 +378,9 @@ def train_reward(
             loss_total += loss_sum.item()
             pairs, correct, tokens = pairs + n_pairs, correct + n_correct, tokens + n_tokens
         average_gradients(model)
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.grad_clip))
+        if not math.isfinite(grad_norm):
+            raise TrainingDiverged(f"reward-model gradient norm became {grad_norm} at step {step + 1}")
         optimizer.step()
         loss_total, pairs, correct, tokens = all_reduce_sum([loss_total, float(pairs), float(correct), float(tokens)])
         train_seconds += time.perf_counter() - tick
@@ -426,6 +430,7 @@ def train_reward(
         "steps": total_steps,
         "resumed_from_step": start_step,
         "world_size": size,
+        "device": str(device),
         "train_seconds": train_seconds,
         "train_cpu_seconds": train_cpu_seconds,  # this process's CPU time in the loop: steady on a busy machine
         "rankings_per_second": done_rankings / train_seconds if train_seconds else 0.0,

@@ -175,6 +175,9 @@ def ppo(ctx: RunContext) -> RunOutcome:
     prompts = snapshot_path(run.snapshot, SnapshotKind.PROMPTS, run.kind)
     policy = model_folder(run.parent_version, "policy (the SFT model)", run.kind)
     reward_model = model_folder(run.reward_version, "reward model", run.kind)
+    if not config.reward_max_length:  # read the reward model at the length it was trained with
+        trained_length = (run.reward_version.config or {}).get("max_length")
+        config = dataclasses.replace(config, reward_max_length=int(trained_length or 0))
     reference = sft_ancestor(run.parent_version)
     ref_dir = model_folder(reference, "reference policy", run.kind) if reference.pk != run.parent_version.pk else None
     result = train_ppo(policy, reward_model, prompts, version_dir(version_name(run)), config, ctx.reporter,

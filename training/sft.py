@@ -34,7 +34,7 @@ from training.chat_data import (
     summed_token_loss,
     tokenize_all,
 )
-from training.distributed import all_reduce_sum, average_gradients, barrier, world
+from training.distributed import all_reduce_sum, autocast, average_gradients, barrier, device, world
 from training.reporting import NullReporter, Reporter, TrainingDiverged
 
 
@@ -77,13 +77,20 @@ class SFTConfig:
             raise ValueError("batch_size and micro_batch_size must be >= 1 and max_length >= 2")
 
 
-def split_examples(items: list, eval_fraction: float, seed: int) -> tuple[list, list]:
-    """A seeded split by whole example (never inside a transcript)."""
-    order = list(range(len(items)))
+def prompt_key(messages: list[dict]) -> str:
+    """What a transcript answers: every turn before its last (assistant) one."""
+    return json.dumps(messages[:-1], sort_keys=True, ensure_ascii=False)
+
+
+def split_examples(items: list, eval_fraction: float, seed: int, key=prompt_key) -> tuple[list, list]:
+    """A seeded split by prompt, as the reward model splits: two answers to one prompt are never on
+    both sides, so the held-out loss is measured on prompts the model has not been trained on."""
+    groups = list(dict.fromkeys(key(x) for x in items))
+    order = list(range(len(groups)))
     random.Random(seed).shuffle(order)
-    n_eval = max(1, int(len(items) * eval_fraction)) if len(items) > 1 and eval_fraction > 0 else 0
-    eval_ids = set(order[:n_eval])
-    return [x for i, x in enumerate(items) if i not in eval_ids], [x for i, x in enumerate(items) if i in eval_ids]
+    n_eval = max(1, int(len(groups) * eval_fraction)) if len(groups) > 1 and eval_fraction > 0 else 0
+    held_out = {groups[i] for i in order[:n_eval]}
+    return [x for x in items if key(x) not in held_out], [x for x in items if key(x) in held_out]
 
 
 def total_steps(n_train: int, config: SFTConfig) -> int:
@@ -122,7 +129,8 @@ def _step_loss(model, mine: list[Example], global_tokens: int, config: SFTConfig
     if not mine:  # more ranks than sequences: contribute zero gradients so the all-reduce lines up
         mine = [Example([pad, pad], [IGNORE_INDEX, IGNORE_INDEX])]
     for micro in _micro_batches(mine, config.micro_batch_size):
-        loss_sum, _ = summed_token_loss(model, collate(micro, pad))
+        with autocast():
+            loss_sum, _ = summed_token_loss(model, collate(micro, pad))
         (loss_sum * size / global_tokens).backward()
         total += loss_sum.item()
     return total
@@ -136,7 +144,8 @@ def evaluate(model, examples: list[Example], batch_size: int, pad: int) -> float
     model.eval()
     loss_sum, count = 0.0, 0
     for micro in _micro_batches(examples[rank::size], batch_size):
-        loss, n = summed_token_loss(model, collate(micro, pad))
+        with autocast():
+            loss, n = summed_token_loss(model, collate(micro, pad))
         loss_sum += loss.item()
         count += n
     model.train(was_training)
@@ -183,6 +192,29 @@ def _save_checkpoint(path: Path, model, tokenizer, optimizer, step: int, config:
     (path / "trainer_state.json").write_text(json.dumps({"step": step, "config": asdict(config), **state}))
 
 
+def _rng_file(path: Path, rank: int) -> Path:
+    return Path(path) / f"rng-rank{rank}.pt"
+
+
+def _save_rng(path: Path, rank: int) -> None:
+    """This rank's random state (LoRA dropout draws from it), so a resumed run draws the same masks."""
+    path.mkdir(parents=True, exist_ok=True)
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    torch.save(state, _rng_file(path, rank))
+
+
+def _restore_rng(path: Path, rank: int) -> None:
+    saved = _rng_file(path, rank)
+    if not saved.is_file():  # a checkpoint from before the state was saved: the data order still replays
+        return
+    state = torch.load(saved, weights_only=True)
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
 def _save_final(out_dir: Path, model, tokenizer, lora: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     final = model.merge_and_unload() if lora else model
@@ -209,6 +241,7 @@ def train_sft(
     resume_from = Path(resume_from) if resume_from else None
     reporter.phase("loading model")
     model, tokenizer = _load(parent_dir, resume_from, config)
+    model.to(device())  # before the optimizer exists, so its state lives on the same device
     pad = pad_id(tokenizer)
 
     conversations = read_conversations(data_path)
@@ -231,6 +264,7 @@ def train_sft(
         state = json.loads((resume_from / "trainer_state.json").read_text())
         start_step, history = state["step"], state["history"]
         initial_eval, first_loss = state["eval_loss_initial"], state.get("train_loss_first")
+        _restore_rng(resume_from, rank)
     else:
         reporter.phase(f"evaluating before training on {len(evals)} held-out examples")
         initial_eval, first_loss = evaluate(model, evals, config.micro_batch_size, pad), None
@@ -266,10 +300,13 @@ def train_sft(
             eval_loss = evaluate(model, evals, config.micro_batch_size, pad)
             point["eval_loss"] = round(eval_loss, 5) if math.isfinite(eval_loss) else None
         history.append({"step": done, **point})
+        checkpointing = checkpoint_dir is not None and config.checkpoint_every and \
+            done % config.checkpoint_every == 0 and done < steps
+        if checkpointing:
+            _save_rng(Path(checkpoint_dir) / f"step-{done}", rank)
         if rank == 0:
             reporter.progress(done, steps, point)
-            if checkpoint_dir is not None and config.checkpoint_every and done % config.checkpoint_every == 0 \
-                    and done < steps:
+            if checkpointing:
                 path = Path(checkpoint_dir) / f"step-{done}"
                 _save_checkpoint(path, model, tokenizer, optimizer, done, config, {
                     "history": history, "eval_loss_initial": initial_eval, "train_loss_first": first_loss})
@@ -295,6 +332,7 @@ def train_sft(
         "sequences": len(train),
         "tokens": tokens,
         "tokens_per_second": tokens / elapsed if elapsed and tokens else 0.0,
+        "device": str(device()),
         "lora": config.lora,
         "wall_seconds": time.time() - started,
     }

@@ -15,7 +15,7 @@ from annotation.models import Prompt, PromptSource
 from config.demo_loop import session
 from config.demo_loop.driver import LoopDriver, LoopSettings
 from training.models import ModelVersion, VersionKind
-from training.registry import lineage, model_version_register, version_dir
+from training.registry import lineage, model_version_register, version_dir, version_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -54,11 +54,29 @@ def test_the_loop_turns_once_through_the_api(celery_worker, shared_base, client)
     assert {v.snapshot.kind for v in chain if v.snapshot} == {"prompts", "sft"}
     assert ppo.run.reward_version.name == result.versions["reward"]
     assert ppo.run.reward_version.snapshot.kind == "preference"
-    assert isinstance(result.chat_answer, str)
+    assert_is_the_models_own_answer(result.chat_answer, version_path(ppo), result.stages[-1].detail["question"])
 
     before = Prompt.objects.filter(source=PromptSource.CHAT).count()
     thumbs_down_in_chat(client, users["bob"], result.slug, "Tell me a joke about databases")
     assert Prompt.objects.filter(source=PromptSource.CHAT, project__slug=result.slug).count() == before + 1
+
+
+def assert_is_the_models_own_answer(answer: str, folder, question: str) -> None:
+    """The chat answer is what the deployed PPO model writes greedily (the driver asks with temperature 0),
+    not an empty string, an error text or a template."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert answer.strip() and "<|im_" not in answer, repr(answer)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                       return_tensors="pt", return_dict=True)["input_ids"]
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=48,
+                             pad_token_id=tokenizer.pad_token_id)
+    own = " ".join(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).split())
+    assert own.startswith(" ".join(answer.split())[:24]), (answer, own)
 
 
 def thumbs_down_in_chat(client, user, slug: str, question: str) -> None:

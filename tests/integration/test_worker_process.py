@@ -35,14 +35,17 @@ def test_worker_process_executes_a_run_to_success(celery_worker, project, alice)
 def test_a_redelivered_message_does_not_run_the_job_twice(celery_worker, project):
     from training.tasks import run_execute
 
-    celery_worker("w1")
+    worker = celery_worker("w1")
     run = runs.run_create(kind="smoke", project=project, config={"total_steps": 2, "step_seconds": 0.05})
     wait_for(lambda: status_of(run) == RunStatus.SUCCEEDED)
     finished_at = run.finished_at
-    run_execute.apply_async(args=[run.pk], queue="default")  # the broker delivers it again
-    time.sleep(2)
+    duplicate = run_execute.apply_async(args=[run.pk], queue="default")  # the broker delivers it again
+    # The worker took the duplicate and answered that the run is not queued (Celery logs the task's result).
+    wait_for(lambda: f"[{duplicate.id}] succeeded" in worker.log.read_text(), timeout=60)
+    line = next(x for x in worker.log.read_text().splitlines() if f"[{duplicate.id}] succeeded" in x)
+    assert line.endswith("'skipped'"), line
     run.refresh_from_db()
-    assert run.attempt == 1 and run.finished_at == finished_at
+    assert run.attempt == 1 and run.finished_at == finished_at and run.status == RunStatus.SUCCEEDED
 
 
 @pytest.mark.parametrize("attempts_left", [True, False], ids=["resumes", "fails"])

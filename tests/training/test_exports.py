@@ -97,3 +97,24 @@ def test_export_memory_stays_flat_as_rows_grow_tenfold(project, bob):
     rows_big, peak_big = _peak_bytes_streaming(project)
     assert (rows_small, rows_big) == (5_000, 50_000)
     assert peak_big < 2 * peak_small, f"peak grew from {peak_small} to {peak_big} bytes"
+
+
+def test_ranking_flags_reach_the_rankings_pairs_and_parquet_exports(project, charlie):
+    import pyarrow.parquet as pq
+
+    labels.ranked(project, charlie, "Plain", ["x", "y"], [[0], [1]])  # no flags: the first row group's types
+    ranking = labels.ranked(project, charlie, "Rank", ["a", "b", "c"], [[1], [0, 2]])
+    a, c = ranking.order[1]  # the tied, worse tier
+    ranking.flags = {str(a): ["unsafe"], str(c): ["factually_wrong", "unsafe"]}
+    ranking.save(update_fields=["flags"])
+
+    rankings = [json.loads(x) for x in body_of(exports.export_response(project, "rankings")).splitlines()]
+    assert rankings[0]["flags"] == [[], []]
+    assert rankings[1]["completions"] == ["b", "a", "c"]
+    assert rankings[1]["flags"] == [[], ["unsafe"], ["factually_wrong", "unsafe"]]
+    pairs = [json.loads(x) for x in body_of(exports.export_response(project, "pairs")).splitlines()]
+    assert {(p["rejected"], tuple(p["rejected_flags"])) for p in pairs if p["chosen"] == "b"} == {
+        ("a", ("unsafe",)), ("c", ("factually_wrong", "unsafe"))}
+    # one row group per ranking: the flagless first group must not fix the column's type to null
+    parquet = b"".join(exports.parquet_chunks(exports.ranking_rows(project), rows_per_group=1))
+    assert pq.read_table(io.BytesIO(parquet)).to_pylist()[1]["flags"] == [[], ["unsafe"], ["factually_wrong", "unsafe"]]

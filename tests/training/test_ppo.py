@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from training.ppo import PPOConfig, train_ppo
-from training.ppo_rollout import answer_mask, reward_scores
+from training.ppo_rollout import answer_mask, reward_model_scores
 from training.reporting import ListReporter, TrainingDiverged
 
 PROMPTS = ["Write a short poem about the sea.", "What is the capital of France?", "Explain photosynthesis simply.",
@@ -91,7 +91,7 @@ def test_the_reward_model_scores_the_known_function(setup):
     rm = AutoModelForSequenceClassification.from_pretrained(setup["rm"], num_labels=1)
     prompt = [{"role": "user", "content": "Say hello."}]
     answers = ["hello", "the quick brown fox", "0 2 4 6 8 a"]
-    scores = reward_scores(rm, tok, [prompt] * 3, answers, max_length=1024, batch_size=2)
+    scores = reward_model_scores(rm, tok, [prompt] * 3, answers, max_length=1024, batch_size=2)
     assert scores.tolist() == pytest.approx([expected_score(tok, prompt, a) for a in answers], abs=1e-4)
 
 

@@ -80,7 +80,7 @@ def test_a_nan_loss_stops_pretraining_with_a_clear_error(small_corpus, tmp_path)
     from training.reporting import TrainingDiverged
 
     config = PretrainConfig(max_steps=5, learning_rate=1e30, **SMALL | {"warmup_steps": 1})
-    with pytest.raises(TrainingDiverged, match=r"pre-training loss became (nan|inf) at step [2-5]"):
+    with pytest.raises(TrainingDiverged, match=r"pre-training (loss|gradient norm) became (nan|inf) at step [2-5]"):
         pretrain(small_corpus, tmp_path / "out", config)
 
 
@@ -101,3 +101,46 @@ def test_sft_starts_from_the_pretrained_model(pretrained, tmp_path):
 
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "sft") is not None
     assert torch.isfinite(torch.tensor(metrics["train_loss"]))
+
+
+def poison_gradients(model):
+    """What a rank with an overflowing backward pass contributes: a NaN in the averaged gradient."""
+    next(p for p in model.parameters() if p.grad is not None).grad.view(-1)[0] = math.nan
+
+
+def test_a_nan_gradient_stops_pretraining_at_its_step(small_corpus, tmp_path, monkeypatch):
+    from training import pretrain as stage
+    from training.reporting import TrainingDiverged
+
+    monkeypatch.setattr(stage, "average_gradients", poison_gradients)
+    with pytest.raises(TrainingDiverged, match=r"pre-training gradient norm became nan at step 1\b"):
+        pretrain(small_corpus, tmp_path / "out", PretrainConfig(max_steps=3, **SMALL))
+
+
+def test_weight_decay_reaches_matrices_only(small_corpus, tmp_path, monkeypatch):
+    from training import pretrain as stage
+
+    seen = {}
+    real = stage.optimizer_groups
+
+    def spy(model, weight_decay):
+        seen["groups"] = real(model, weight_decay)
+        seen["names"] = {id(p): n for n, p in model.named_parameters()}
+        return seen["groups"]
+
+    monkeypatch.setattr(stage, "optimizer_groups", spy)
+    pretrain(small_corpus, tmp_path / "out", PretrainConfig(max_steps=1, weight_decay=0.1, **SMALL))
+    decayed, plain = ({seen["names"][id(p)] for p in g["params"]} for g in seen["groups"])
+    assert seen["groups"][0]["weight_decay"] == 0.1 and seen["groups"][1]["weight_decay"] == 0.0
+    assert not any("norm" in n for n in decayed) and any("q_proj" in n for n in decayed)
+    assert {n for n in plain} == {n for n in seen["names"].values() if "norm" in n}
+
+
+def test_fewer_blocks_than_the_batch_still_give_every_rank_an_equal_share():
+    from training.pretrain import batch_indices
+
+    for step in range(4):
+        batch = batch_indices(step, n_blocks=3, batch_size=8, seed=0)
+        assert len(batch) == 8 and set(batch) == {0, 1, 2}
+        shares = [batch[rank::2] for rank in range(2)]
+        assert [len(s) for s in shares] == [4, 4]

@@ -252,3 +252,14 @@ def test_unknown_settings_and_rankings_without_pairs_are_refused(tiny_model_dir,
     rows = [{"prompt": [{"role": "user", "content": "hi"}], "completions": ["a", "b"], "ranks": [0, 0]}]
     with pytest.raises(ValueError, match="no training ranking"):
         train_reward(tiny_model_dir, write_jsonl(tmp_path / "r.jsonl", rows), tmp_path / "out", RewardConfig())
+
+
+def test_a_nan_gradient_stops_reward_training_at_its_step(tiny_model_dir, rankings_file, tmp_path, monkeypatch):
+    from training import reward as stage
+
+    def poison_gradients(model):
+        next(p for p in model.parameters() if p.grad is not None).grad.view(-1)[0] = math.nan
+
+    monkeypatch.setattr(stage, "average_gradients", poison_gradients)
+    with pytest.raises(TrainingDiverged, match=r"reward-model gradient norm became nan at step 1\b"):
+        train_reward(tiny_model_dir, rankings_file, tmp_path / "out", RewardConfig(max_steps=2, **FAST))
