@@ -25,7 +25,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "batch_size": (1, 4096), "micro_batch_size": (1, 1024), "eval_batch_size": (1, 4096),
     "mini_batch_size": (1, 4096), "ptx_batch_size": (1, 4096),
     "max_length": (2, SEQ), "max_prompt_tokens": (1, SEQ), "max_prompt_length": (1, SEQ),
-    "reward_max_length": (2, SEQ), "ptx_max_length": (2, SEQ), "max_new_tokens": (1, 4096), "block_size": (2, SEQ),
+    "reward_max_length": (0, SEQ), "micro_batch_tokens": (16, 1 << 20), "ptx_max_length": (2, SEQ), "max_new_tokens": (1, 4096), "block_size": (2, SEQ),
     # optimisation
     "learning_rate": (1e-10, 10.0), "value_learning_rate": (1e-10, 10.0), "warmup_ratio": (0, 1),
     "min_lr_ratio": (0, 1), "weight_decay": (0, 10), "grad_clip": (0, 1e6), "max_grad_norm": (0, 1e6),
@@ -36,7 +36,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "k": (1, 32), "temperature": (0, 10), "top_p": (0, 1),
     # PPO
     "init_kl_coef": (0, 100), "kl_target": (0, 1000), "kl_horizon": (1, 1e9), "gamma": (0, 1), "lam": (0, 1),
-    "cliprange": (0, 10), "cliprange_value": (0, 1000), "vf_coef": (0, 100), "ptx_coef": (0, 1000),
+    "value_warmup_steps": (0, 100_000), "missing_eos_penalty": (0, 100), "cliprange": (0, 10), "cliprange_value": (0, 1000), "vf_coef": (0, 100), "ptx_coef": (0, 1000),
     # moderation classifier
     "n_features": (16, 2**24), "dropout_copies": (0, 64), "word_dropout": (0, 0.99),
     "min_threshold": (0, 1), "max_threshold": (0, 1),
