@@ -13,7 +13,7 @@ import threading
 from django.conf import settings
 
 from serving.engine import RemoteEngine, engine_for
-from serving.moderation import Moderator, load_moderator
+from serving.moderation import Moderator, load_moderator_or_closed
 from serving.selectors import settings_of
 
 _MODERATORS: dict[tuple[str, str, float], Moderator] = {}
@@ -30,13 +30,17 @@ def engine_of(deployment):
 
 
 def moderator_for(folder, custom_categories: dict | None = None) -> Moderator:
-    """The moderator of a moderation model folder (None: the shipped one) plus a project's own categories."""
+    """The moderator of a moderation model folder (None: the shipped one) plus a project's own categories.
+
+    A folder that cannot be loaded gives a moderator that flags everything (fail closed)."""
     key = (str(folder or ""), json.dumps(custom_categories or {}, sort_keys=True), settings.MODERATION_TIMEOUT_MS)
     with _LOCK:
         moderator = _MODERATORS.get(key)
         if moderator is None:
-            moderator = load_moderator(folder, extra_categories=custom_categories or {},
-                                       timeout_ms=settings.MODERATION_TIMEOUT_MS)
+            moderator, loaded = load_moderator_or_closed(folder, extra_categories=custom_categories or {},
+                                                         timeout_ms=settings.MODERATION_TIMEOUT_MS)
+            if not loaded:  # fails closed; not cached, so a repaired folder is picked up on the next message
+                return moderator
             if len(_MODERATORS) > 16:
                 _MODERATORS.clear()
             _MODERATORS[key] = moderator
