@@ -12,7 +12,7 @@ are masked): AUPRC, and precision/recall at the model's own thresholds.
   into a folder and pass ``--peer-path`` or have it importable); one toxicity score used for every
   category, flagged at 0.5. Skipped with a message when it is not installed.
 
-Then latency p50/p99 of ``Moderator`` on dev messages of at most 128 tokens at 1 and 2 torch
+The memo of encoder logits is cleared before timing. Then latency p50/p99 of ``Moderator`` on dev messages of at most 128 tokens at 1 and 2 torch
 threads, and obfuscation recall: of the dev positives the ensemble flags, the share still flagged
 after each evasion (zero-width, homoglyph, tag characters, leetspeak, spaced letters).
 
@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--peer-path", default=None)
     parser.add_argument("--limit", type=int, default=0, help="dev rows (0: all); positives always kept")
     parser.add_argument("--latency-messages", type=int, default=300)
+    parser.add_argument("--obfuscation-rows", type=int, default=300, help="dev positives to obfuscate")
     args = parser.parse_args()
 
     rows = read_corpus("dev")
@@ -146,6 +147,10 @@ def main() -> None:
           + ", ".join(f"{c} {int(((labels[:, j] > 0) & (known[:, j] > 0)).sum())}" for j, c in enumerate(CATEGORIES)))
 
     model, _ = load_model(args.folder)
+    if model.encoder is not None:  # the ensemble and the encoder half read the same encoder logits: run it once
+        memo: dict[str, np.ndarray] = {}
+        logits = model.encoder.logits
+        model.encoder.logits = lambda norm: memo[norm] if norm in memo else memo.setdefault(norm, logits(norm))
     with tempfile.TemporaryDirectory() as tmp:
         old, _ = load_model(args.old_folder or old_folder(args.old, Path(tmp)))
     results = {}
@@ -163,6 +168,8 @@ def main() -> None:
     for name, fig in results.items():
         table(name, fig, with_pr="half" not in name)
 
+    if model.encoder is not None:
+        model.encoder.logits = logits  # time the real thing
     moderator = Moderator(model, timeout_ms=None)
     tok = model.encoder.encoder.tokenize if model.encoder is not None else None
     short = [t for t in texts if tok is None or int(tok([t], max_length=100_000)["attention_mask"].sum()) <= 128]
@@ -172,9 +179,10 @@ def main() -> None:
         p50, p99 = latency(moderator, sample, threads)
         print(f"  {threads} thread(s): p50 {p50:.2f} ms  p99 {p99:.2f} ms")
 
-    flagged = [t for t, n, lab in zip(texts, norms, labels, strict=True)
-               if lab.any() and moderator._run(t).flagged]
-    print(f"\nobfuscation recall over {len(flagged)} dev positives the ensemble flags")
+    positives = [t for t, lab in zip(texts, labels, strict=True) if lab.any()]
+    positives = random.Random(2).sample(positives, min(len(positives), args.obfuscation_rows))
+    flagged = [t for t in positives if moderator._run(t).flagged]
+    print(f"\nobfuscation recall over {len(flagged)} dev positives the ensemble flags (of {len(positives)} sampled)")
     for name, fn in OBFUSCATIONS.items():
         kept = sum(moderator._run(fn(t)).flagged for t in flagged)
         print(f"  {name:30s} {kept / max(1, len(flagged)):.3f}")

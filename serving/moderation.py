@@ -20,8 +20,9 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import re
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from training.moderation_model import CATEGORIES, PARENTS, load_model, phrase_pattern
@@ -32,6 +33,7 @@ __all__ = ["CATEGORIES", "ModerationResult", "Moderator", "load_moderator", "nor
 log = logging.getLogger(__name__)
 
 DEFAULT_FOLDER = Path(__file__).resolve().parent / "moderation_model"
+CACHE_SIZE, CACHE_TEXT_CHARS = 4096, 2000  # remembered results (oldest dropped first), longest text remembered
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Moderator:
 
     def __post_init__(self) -> None:
         self._extra = {name: compile_extra(list(entries)) for name, entries in self.extra_categories.items()}
+        self._cache: dict[tuple[int, str], ModerationResult] = {}
+        self._cache_lock = threading.Lock()
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -75,18 +79,33 @@ class Moderator:
         return tuple(names + [c for c in self._extra if c not in names])
 
     def check(self, text: str) -> ModerationResult:
-        """Moderate one message; never raises: errors and timeouts come back flagged (fail closed)."""
+        """Moderate one message; never raises: errors and timeouts come back flagged (fail closed).
+
+        Results of short texts are remembered (``CACHE_SIZE``): a chat sends its whole history with
+        every turn, and each earlier message would otherwise go through the encoder again.
+        """
+        key = (id(self.classifier), text) if text and len(text) <= CACHE_TEXT_CHARS else None
+        cached = self._cache.get(key) if key else None
+        if cached is not None:
+            return replace(cached, categories=dict(cached.categories), scores=dict(cached.scores))
         try:
             if not self.timeout_ms or self.timeout_ms <= 0:
-                return self._run(text)
-            future = _POOL.submit(self._run, text)
-            try:
-                return future.result(timeout=self.timeout_ms / 1000)
-            except concurrent.futures.TimeoutError:
-                future.cancel()
-                return self._closed(f"moderation timed out after {self.timeout_ms:g} ms")
+                result = self._run(text)
+            else:
+                future = _POOL.submit(self._run, text)
+                try:
+                    result = future.result(timeout=self.timeout_ms / 1000)
+                except concurrent.futures.TimeoutError:
+                    future.cancel()
+                    return self._closed(f"moderation timed out after {self.timeout_ms:g} ms")
         except Exception as exc:  # any failure blocks the message
             return self._closed(f"moderation failed: {type(exc).__name__}: {exc}")
+        if key:
+            with self._cache_lock:
+                if len(self._cache) >= CACHE_SIZE:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[key] = replace(result, categories=dict(result.categories), scores=dict(result.scores))
+        return result
 
     def _run(self, text: str) -> ModerationResult:
         norm = normalize(text or "")

@@ -53,8 +53,8 @@ class EncoderClassifier:
                 self.model = torch.ao.quantization.quantize_dynamic(encoder.model, {torch.nn.Linear},
                                                                     dtype=torch.qint8)
 
-    def pooled(self, norms: list[str]) -> torch.Tensor:
-        """(len(norms), H) pooled vectors, each text's windows pooled separately and kept in order."""
+    def pooled(self, norms: list[str]) -> list[torch.Tensor]:
+        """Per text, its windows' pooled vectors (windows, H): one window up to ``max_length`` tokens."""
         enc = self.encoder
         max_len = enc.max_length
         batch = enc.tokenize(norms, max_length=100_000)
