@@ -162,7 +162,7 @@ def load_moderator_or_closed(folder: str | Path | None = None, **kwargs) -> tupl
     """
     try:
         return load_moderator(folder, **kwargs), True
-    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as exc:
+    except Exception as exc:  # whatever a broken folder raises (safetensors has its own errors)
         reason = f"moderation model {folder or DEFAULT_FOLDER} could not be loaded: {type(exc).__name__}: {exc}"
         log.error(reason)
         return Moderator(Unloadable(reason), extra_categories=dict(kwargs.get("extra_categories") or {}),

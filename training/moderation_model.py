@@ -61,7 +61,8 @@ DEFAULT_LEXICON: dict[str, list[str]] = {
                   "slit my wrists", "cut myself", "cutting myself", "hang myself", "commit suicide",
                   "suicide method", "suicide methods", "painless way to die", "overdose on purpose"],
     "violence": ["i will kill you", "i'm going to kill you", "im going to kill you", "i will murder",
-                 "shoot up the school", "school shooting plan", "stab you", "pipe bomb"],
+                 "shoot up the school", "school shooting plan", "stab you", "pipe bomb", "make a bomb",
+                 "build a bomb", "making a bomb", "building a bomb", "make a pipe bomb"],
     "violence/graphic": ["disembowel", "disemboweled", "entrails", "dismembered body", "skinned alive",
                          "eyes gouged out", "guts spilled"],
 }
