@@ -116,10 +116,10 @@ class Moderator:
         for name, (words, regex) in self._extra.items():
             if (words and words.search(norm)) or (regex and (regex.search(norm) or regex.search(raw))):
                 scores[name] = 1.0
-        for child, parent in PARENTS.items():
-            if child in scores and parent in scores:
-                scores[parent] = max(scores[parent], scores[child])
         categories = {c: s >= 0.5 for c, s in scores.items()}
+        for child, parent in PARENTS.items():  # "sexual/minors" flags "sexual" too; scores stay as scored
+            if categories.get(child) and parent in categories:
+                categories[parent] = True
         return ModerationResult(flagged=any(categories.values()), categories=categories,
                                 scores={c: round(s, 6) for c, s in scores.items()})
 
