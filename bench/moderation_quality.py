@@ -12,8 +12,8 @@ are masked): AUPRC, and precision/recall at the model's own thresholds.
   into a folder and pass ``--peer-path`` or have it importable); one toxicity score used for every
   category, flagged at 0.5. Skipped with a message when it is not installed.
 
-The memo of encoder logits is cleared before timing. Then latency p50/p99 of ``Moderator`` on dev messages of at most 128 tokens at 1 and 2 torch
-threads, and obfuscation recall: of the dev positives the ensemble flags, the share still flagged
+Then latency p50/p99 of ``Moderator`` (encoder logits are memoised for the quality pass only, not
+here) on dev messages of at most 128 tokens at 1 and 2 torch threads, and obfuscation recall: of the dev positives the ensemble flags, the share still flagged
 after each evasion (zero-width, homoglyph, tag characters, leetspeak, spaced letters).
 
 Run: .venv/bin/python bench/moderation_quality.py [--limit N] [--peer-path DIR]
