@@ -1,6 +1,6 @@
 """Moderation latency per message (p50/p99) against peers in the same run, and eval-set quality.
 
-Our pipeline (``serving.moderation``: normalize + hashed n-gram classifier + lexicon) is timed two
+Our pipeline (``serving.moderation``: normalize + n-gram and encoder classifiers + lexicon) is timed two
 ways: ``inline`` (the work itself) and ``check`` (what the server calls: the same work on the
 moderation thread pool under its fail-closed deadline). Peers, on the same messages:
 
@@ -10,8 +10,7 @@ moderation thread pool under its fail-closed deadline). Peers, on the same messa
   hidden 384 by default, random weights: only its latency is measured), built locally from
   ``training.tiny``, the class of model a learned moderation classifier usually is.
 
-Then per-category precision/recall/F1 of the shipped model on serving/moderation_data/eval.jsonl
-(phrasings never seen in training, 30 % of rows with an evasion applied).
+Quality (AUPRC, precision/recall on the corpus' dev split) is bench/moderation_quality.py.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python bench/moderation_latency.py [--folder DIR] [--repeat 3]
 """
@@ -27,8 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serving.moderation import DEFAULT_LEXICON, load_moderator
-from training.moderation import evaluate, read_rows
+from serving.moderation import load_moderator
+from training.moderation_data import read_rows
+from training.moderation_model import DEFAULT_LEXICON
 
 EVAL = Path(__file__).resolve().parents[1] / "serving" / "moderation_data" / "eval.jsonl"
 
@@ -109,14 +109,6 @@ def main() -> None:
     print(f"ratio transformer/ours-check: p50 {peer_ms[0] / ours[0]:.1f}x, p99 {peer_ms[1] / ours[1]:.1f}x")
     print(f"long message ({len(long_text)} chars): ours check p50 {percentiles(long_ours)[0]:.2f} ms, "
           f"transformer p50 {percentiles(long_peer)[0]:.2f} ms (truncated to 256 tokens)")
-
-    report = evaluate(moderator, rows, list(moderator.classifier.categories))
-    print(f"\neval.jsonl: {len(rows)} rows, {sum(not r['categories'] for r in rows)} benign")
-    print(f"{'category':18s} {'precision':>9s} {'recall':>7s} {'f1':>6s} {'n':>4s}")
-    for cat, m in report.items():
-        p, r = m["precision"], m["recall"]
-        print(f"{cat:18s} {p if p is not None else float('nan'):9.3f} {r if r is not None else float('nan'):7.3f} "
-              f"{m['f1']:6.3f} {m['support']:4d}")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ yields events:
 - ``("replace", template)``: the model's answer was flagged; show ``template`` instead of anything
   sent so far.
 
-Input: every user message of the request is moderated before the engine is called; a flagged one
-means the engine is never called and the template is the whole answer.
+Input: every message of the request, whatever its role, and each pair of neighbouring messages joined
+(for harm split over turns) is moderated before the engine is called; a flagged one means the engine
+is never called and the template is the whole answer.
 
 Output, the hold-back strategy: text is released on word boundaries, and only once a passing
 moderation check covered it *and* the ``hold_back`` characters that follow it. A flagged phrase is
@@ -26,6 +27,7 @@ counts come from the engine (the templated prompt, the generated tokens) when it
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -85,11 +87,17 @@ class ModeratedReply:
         self.pieces = None
 
     def moderate_input(self) -> ModerationResult | None:
-        """The first flagged user message's result, or None when every user message passes."""
-        for message in self.messages:
-            if message.get("role") != "user":
+        """The first flagged result over the caller's messages, or None when everything passes.
+
+        Every message is checked whatever its role (a system or assistant message is as much the
+        caller's text as a user one), then each pair of neighbouring messages joined, so harm split
+        over two turns ("how do I make a" / "pipe bomb") is read as the model will read it.
+        """
+        texts = [str(message.get("content") or "") for message in self.messages]
+        joined = [f"{a}\n{b}" for a, b in itertools.pairwise(texts)]
+        for text in [*texts, *joined]:
+            if not text.strip():
                 continue
-            text = str(message.get("content") or "")
             result = self.moderator.check(text)
             if result.flagged:
                 self.outcome.flagged_input = text

@@ -14,7 +14,7 @@ import threading
 from django.conf import settings
 
 from serving.engine import KEEP_LOADED, RemoteEngine, engine_for, engine_states, engine_warm
-from serving.moderation import Moderator, load_moderator
+from serving.moderation import Moderator, load_moderator_or_closed
 from serving.selectors import deployed_now, settings_of
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,17 @@ def policy_loading(deployment) -> bool:
 
 
 def moderator_for(folder, custom_categories: dict | None = None) -> Moderator:
-    """The moderator of a moderation model folder (None: the shipped one) plus a project's own categories."""
+    """The moderator of a moderation model folder (None: the shipped one) plus a project's own categories.
+
+    A folder that cannot be loaded gives a moderator that flags everything (fail closed)."""
     key = (str(folder or ""), json.dumps(custom_categories or {}, sort_keys=True), settings.MODERATION_TIMEOUT_MS)
     with _LOCK:
         moderator = _MODERATORS.get(key)
         if moderator is None:
-            moderator = load_moderator(folder, extra_categories=custom_categories or {},
-                                       timeout_ms=settings.MODERATION_TIMEOUT_MS)
+            moderator, loaded = load_moderator_or_closed(folder, extra_categories=custom_categories or {},
+                                                         timeout_ms=settings.MODERATION_TIMEOUT_MS)
+            if not loaded:  # fails closed; not cached, so a repaired folder is picked up on the next message
+                return moderator
             if len(_MODERATORS) > 16:
                 _MODERATORS.clear()
             _MODERATORS[key] = moderator

@@ -1,4 +1,4 @@
-"""Writes the labelled moderation set (serving/moderation_data/) and trains the shipped model from it.
+"""Writes the template moderation set (serving/moderation_data/) and trains the shipped model from it + the corpus.
 
     .venv/bin/python -m training.make_moderation_model            # data + serving/moderation_model/
     .venv/bin/python -m training.make_moderation_model --data-only
@@ -10,6 +10,12 @@ than memorised ones. About half of every file is benign, much of it deliberately
 harmful side ("how do I kill a python process", "the history of the Holocaust", "I hate Mondays").
 Eval rows also get evasions (leetspeak, zero-width characters, homoglyphs, spaced letters) on a
 share of texts, benign and harmful alike, so the figures include the normaliser.
+
+The shipped model (``SHIPPED``) learns from these rows *and* the public, human-labelled corpus in
+training/moderation_corpus/ (real text; the templates only add the thin categories, violence/graphic
+above all, that the corpus lacks): n-gram classifier + all-MiniLM-L6-v2 cut to 3 layers with a head,
+served with int8 linear layers. Thresholds target precision 0.8 per category on the corpus' dev split.
+Rebuilding embeds ~13k texts with the encoder: tens of minutes on one loaded core.
 """
 
 from __future__ import annotations
@@ -22,6 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "serving" / "moderation_data"
 MODEL_DIR = ROOT / "serving" / "moderation_model"
+# Every corpus positive up to 1,200 per category plus 3,500 negatives for the encoder head (the n-gram
+# model reads the whole train split); the whole dev split for weights, thresholds and figures.
+SHIPPED = {"corpus_negatives": 3500, "corpus_positives": 1200, "dev_rows": -1, "encoder": "package",
+           "encoder_layers": 3, "encoder_max_length": 64, "quantize": "int8", "precision_target": 0.8,
+           "dropout_copies": 0}
 
 TEMPLATES = DATA_DIR / "templates.json"
 EVERYDAY = DATA_DIR / "everyday.txt"
@@ -152,11 +163,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     from training.moderation import ModerationTrainConfig, train_moderation
 
-    # A threshold floor of 0.3, not the held-out-F1 optimum (~0.2): a chat that templates one ordinary
-    # message in ten is unusable, so precision on everyday text outweighs recall on unseen phrasings.
-    result = train_moderation(DATA_DIR / "train.jsonl", MODEL_DIR, ModerationTrainConfig(min_threshold=0.3))
+    result = train_moderation(DATA_DIR / "train.jsonl", MODEL_DIR, ModerationTrainConfig(**SHIPPED))
     for cat, m in result["per_category"].items():
-        print(f"{cat:18s} P={m['precision']} R={m['recall']} F1={m['f1']} n={m['support']}")
+        print(f"{cat:18s} AUPRC={m['auprc']} P={m['precision']} R={m['recall']} n={m['positives']}")
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
-"""Training stage of the moderation classifier (serving/moderation.py): labelled texts in, a model folder out.
+"""Training stage of the moderation model (training/moderation_model.py): labelled texts in, a model folder out.
 
-``train_moderation(data_path, out_dir, config)`` reads JSONL rows ``{"text": str, "categories": [...]}``
-(an empty list means benign), normalises every text with the same ``normalize`` the server uses,
-holds out ``eval_fraction`` of the rows (stratified by first category), fits one logistic regression
-per category over hashed n-grams (full-batch Adam on an ``EmbeddingBag``: seconds on one core),
-picks each category's threshold on the held-out rows (best F1, clipped to a sane range), reports
-held-out precision/recall/F1 per category of the whole pipeline (classifier + lexicon), then refits
-on all rows and writes a folder ``serving.moderation.load_moderator`` opens.
+``train_moderation(data_path, out_dir, config, reporter, base_dir=None)``:
 
-``base_dir`` is an earlier moderation folder (the parent version): its training rows (``data.jsonl``,
-kept in every folder) are merged under the new ones (a new label for the same text wins) and its
-lexicon is kept, so a few hundred reviewed chat events refine the shipped model instead of
-replacing it. Weights are refitted from scratch on the union: the problem is convex and small.
-Categories outside the standard eight (a project's own) are learned like the others.
+1. Rows: the platform's labelled texts (``data_path``: the project's reviewed moderation events, JSONL
+   ``{"text", "categories": [...]}``), merged over the parent folder's ``data.jsonl`` (a newer label
+   for a text wins), plus ``corpus_negatives`` negatives and every positive of the public corpus'
+   train split (training/moderation_corpus/, nulls masked). Every text is normalised as the server does.
+2. Dev: the corpus' dev split (``dev_rows`` of it, every positive kept) plus ``eval_fraction`` of the
+   platform rows held out by group.
+3. The n-gram classifier: one logistic regression per category over hashed n-grams (full-batch Adam on
+   sparse feature matrices, null-masked, positives up-weighted).
+4. The encoder classifier: the parent's encoder (or, without a parent, ``encoder``: the package's
+   all-MiniLM-L6-v2 cut to ``encoder_layers`` layers, or a tiny one for tests) with a multi-label head
+   trained on its pooled embeddings (null-masked, class-balanced; started from the parent's head).
+5. Per category, on dev: the encoder's share of the logit (``WEIGHT_GRID``, best average precision) and
+   the threshold (highest recall at ``precision_target``; best F1 where the target is out of reach).
+6. Figures: per-category dev AUPRC / precision / recall of the new model and, on the same rows, of
+   the parent; the run page shows them side by side.
 
 ``python -m training.moderation DATA OUT`` trains from the command line.
 """
@@ -28,70 +32,63 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serving.moderation import (
+from training.errors import TrainingError
+from training.moderation_data import (
+    CORPUS_DIR,
+    label_arrays,
+    merge_rows,
+    read_corpus,
+    read_rows,
+    sample_corpus,
+    with_parents,
+)
+from training.moderation_model import (
     CATEGORIES,
     DEFAULT_LEXICON,
-    PARENTS,
     HashedClassifier,
-    Moderator,
+    ModerationModel,
     hashed_features,
-    normalize,
-    read_config,
+    load_model,
 )
-from training.errors import TrainingError
+from training.moderation_quality import average_precision, figures, threshold_for
+from training.normalize import normalize
 from training.reporting import NullReporter, Reporter, TrainingDiverged
+
+__all__ = ["ModerationTrainConfig", "merge_rows", "read_rows", "split_rows", "train_moderation", "with_parents"]
+
+WEIGHT_GRID = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0)
 
 
 @dataclass
 class ModerationTrainConfig:
-    epochs: int = 80
+    epochs: int = 80  # n-gram classifier (full batch)
     learning_rate: float = 0.05
     weight_decay: float = 1e-6
     n_features: int = 65536
-    eval_fraction: float = 0.2
+    eval_fraction: float = 0.2  # of the platform rows
     join_augment: bool = True  # add a copy of each row with two words run together ("k i l l y o u")
-    dropout_copies: int = 4  # copies of each row with words dropped, so no single phrasing carries a label
+    dropout_copies: int = 1  # copies of each row with words dropped, so no single phrasing carries a label
     word_dropout: float = 0.25
-    refit_on_all: bool = True
-    min_threshold: float = 0.2
-    max_threshold: float = 0.8
+    corpus: bool = True  # add the public corpus (training/moderation_corpus/)
+    corpus_negatives: int = 4000  # corpus rows without a positive label to add
+    corpus_positives: int = 1500  # at most this many positive rows per category (the thin ones have fewer)
+    ngram_full_corpus: bool = True  # the n-gram classifier (cheap) learns from every corpus train row
+    dev_rows: int = 1500  # corpus dev rows to measure on (every positive kept; < 0: the whole split)
+    encoder: str = "package"  # without a parent: "package" (all-MiniLM-L6-v2), "tiny" (tests) or "none"
+    encoder_layers: int = 3
+    encoder_max_length: int = 64  # tokens per window; longer texts are read in overlapping windows
+    quantize: str = "int8"  # how the server runs the encoder: "int8" (dynamic, linear layers) or "" (float)
+    head_epochs: int = 300
+    head_learning_rate: float = 0.01
+    precision_target: float = 0.8
+    min_threshold: float = 0.05
+    max_threshold: float = 0.95
     categories: list[str] = field(default_factory=list)  # empty: the standard eight plus any in the data
     seed: int = 0
 
 
-def read_rows(path: str | Path) -> list[dict]:
-    rows = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not isinstance(row.get("text"), str) or not isinstance(row.get("categories", []), list):
-                raise TrainingError(f"{path} line {number}: expected {{'text': str, 'categories': [str, ...]}}")
-            rows.append({"text": row["text"], "categories": [str(c) for c in row.get("categories", [])],
-                         **({"group": str(row["group"])} if row.get("group") is not None else {})})
-    return rows
-
-
-def merge_rows(base: list[dict], new: list[dict]) -> list[dict]:
-    """Union by text; the newer label of a text wins (a manager's review overrides the seed set)."""
-    merged = {row["text"]: row for row in base}
-    merged.update({row["text"]: row for row in new})
-    return list(merged.values())
-
-
-def with_parents(labels: list[str]) -> set[str]:
-    out = set(labels)
-    out.update(PARENTS[c] for c in labels if c in PARENTS)
-    return out
-
-
 def split_rows(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Held-out rows, stratified by first category; rows sharing a ``group`` stay on one side.
-
-    A group is whatever makes rows near-duplicates (the template a row came from, the conversation
-    an event came from): holding out whole groups makes thresholds and figures reflect new phrasings.
-    """
+    """Held-out rows, stratified by first category; rows sharing a ``group`` stay on one side."""
     units: dict[str, list[dict]] = {}
     for row in rows:
         units.setdefault(str(row.get("group") or "text:" + row["text"]), []).append(row)
@@ -111,189 +108,286 @@ def split_rows(rows: list[dict], fraction: float, seed: int) -> tuple[list[dict]
     return train, held
 
 
-def word_dropout(norm: str, rng: random.Random, p: float) -> str | None:
-    words = norm.split()
-    kept = [w for w in words if rng.random() >= p]
-    return " ".join(kept) if 2 <= len(kept) < len(words) else None
+# --- the n-gram classifier ---
+
+def augmented(norms: list[str], config: ModerationTrainConfig) -> tuple[list[str], list[int]]:
+    """Texts plus word-dropped and words-joined copies; the second list maps each back to its row."""
+    rng = random.Random(config.seed)
+    out, origin = [], []
+    for i, norm in enumerate(norms):
+        words = norm.split()
+        variants = [norm]
+        if config.join_augment and len(words) >= 2:
+            j = rng.randrange(len(words) - 1)
+            variants.append(" ".join([*words[:j], words[j] + words[j + 1], *words[j + 2:]]))
+        for _ in range(config.dropout_copies):
+            kept = [w for w in words if rng.random() >= config.word_dropout]
+            if 2 <= len(kept) < len(words):
+                variants.append(" ".join(kept))
+        out.extend(variants)
+        origin.extend([i] * len(variants))
+    return out, origin
 
 
-def joined_variant(norm: str, rng: random.Random) -> str | None:
-    words = norm.split()
-    if len(words) < 2:
-        return None
-    i = rng.randrange(len(words) - 1)
-    return " ".join([*words[:i], words[i] + words[i + 1], *words[i + 2:]])
-
-
-def featurize(texts: list[str], n_features: int):
+def fit_ngram(norms: list[str], labels: np.ndarray, known: np.ndarray, config: ModerationTrainConfig,
+              reporter: Reporter) -> tuple[np.ndarray, np.ndarray, float]:
+    """Full-batch, null-masked logistic regression per category over hashed n-grams."""
+    torch.manual_seed(config.seed)
+    texts, origin = augmented(norms, config)
     idx, vals, offsets = [], [], [0]
     for text in texts:
-        i, v = hashed_features(text, n_features)
+        i, v = hashed_features(text, config.n_features)
         idx.append(i)
         vals.append(v)
         offsets.append(offsets[-1] + len(i))
-    return (torch.from_numpy(np.concatenate(idx)).long(), torch.from_numpy(np.concatenate(vals)).float(),
-            torch.tensor(offsets[:-1], dtype=torch.long))
-
-
-def fit(norms: list[str], labels: np.ndarray, config: ModerationTrainConfig, reporter: Reporter,
-        *, step0: int = 0, total: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """Full-batch logistic regression; returns (weight (D, C), bias (C,), final loss)."""
-    torch.manual_seed(config.seed)
-    idx, vals, offsets = featurize(norms, config.n_features)
-    y = torch.from_numpy(labels).float()
+    rows = np.repeat(np.arange(len(texts)), np.diff(offsets))
+    cols, values = np.concatenate(idx), torch.from_numpy(np.concatenate(vals)).float()
+    shape = (len(texts), config.n_features)
+    # Sparse matrices, both ways round: X @ W for the logits, X^T @ dlogits for W's gradient (an
+    # EmbeddingBag's backward sorts every index each step: ten times slower on the corpus).
+    x = torch.sparse_coo_tensor(np.stack([rows, cols]), values, shape).coalesce().to_sparse_csr()
+    xt = torch.sparse_coo_tensor(np.stack([cols, rows]), values, shape[::-1]).coalesce().to_sparse_csr()
+    y = torch.from_numpy(labels[origin])
+    mask = torch.from_numpy(known[origin])
     n_cat = y.shape[1]
-    bag = torch.nn.EmbeddingBag(config.n_features, n_cat, mode="sum")
-    torch.nn.init.zeros_(bag.weight)
-    pos = y.sum(0)
-    bias = torch.nn.Parameter(torch.log((pos + 1) / (len(y) - pos + 1)))
-    pos_weight = torch.sqrt((len(y) - pos + 1) / (pos + 1)).clamp(1.0, 8.0)
-    optimizer = torch.optim.Adam([bag.weight, bias], lr=config.learning_rate)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    weight = torch.nn.Parameter(torch.zeros(config.n_features, n_cat))
+    pos, neg = (y * mask).sum(0), ((1 - y) * mask).sum(0)
+    bias = torch.nn.Parameter(torch.log((pos + 1) / (neg + 1)))
+    pos_weight = torch.sqrt((neg + 1) / (pos + 1)).clamp(1.0, 8.0)
+    optimizer = torch.optim.Adam([weight, bias], lr=config.learning_rate)
     loss_value = float("nan")
     for epoch in range(config.epochs):
         optimizer.zero_grad()
-        logits = bag(idx, offsets, per_sample_weights=vals) + bias
-        loss = loss_fn(logits, y) + config.weight_decay * bag.weight.pow(2).sum()
+        xw = (x @ weight.detach()).requires_grad_(True)
+        loss = masked_bce(xw + bias, y, mask, pos_weight) + config.weight_decay * weight.pow(2).sum()
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"moderation loss became {loss_value} at step {step0 + epoch + 1}")
+            raise TrainingDiverged(f"moderation loss became {loss_value} at step {epoch + 1}")
+        loss.backward()
+        weight.grad += xt @ xw.grad
+        optimizer.step()
+        reporter.progress(epoch + 1, config.epochs + config.head_epochs, {"loss": loss_value})
+    return weight.detach().numpy().copy(), bias.detach().numpy().copy(), loss_value
+
+
+def masked_bce(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy over known labels only, positives weighted per category."""
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight, reduction="none")
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+# --- the encoder head ---
+
+def fit_head(x: torch.Tensor, labels: np.ndarray, known: np.ndarray, config: ModerationTrainConfig,
+             reporter: Reporter, *, init: tuple[torch.Tensor, torch.Tensor] | None, step0: int,
+             ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """A linear multi-label head on pooled embeddings: null-masked, class-balanced, full-batch Adam."""
+    torch.manual_seed(config.seed)
+    y, mask = torch.from_numpy(labels), torch.from_numpy(known)
+    n_cat, hidden = y.shape[1], x.shape[1]
+    mean, std = x.mean(0), x.std(0).clamp(min=1e-4)
+    xs = (x - mean) / std  # standardised features train faster; folded back into the weights below
+    weight = torch.nn.Parameter(torch.zeros(n_cat, hidden))
+    pos, neg = (y * mask).sum(0), ((1 - y) * mask).sum(0)
+    bias = torch.nn.Parameter(torch.log((pos + 1) / (neg + 1)))
+    if init is not None:  # the parent's head, expressed on standardised features
+        w0, b0 = init
+        with torch.no_grad():
+            weight.copy_(w0 * std)
+            bias.copy_(b0 + w0 @ mean)
+    pos_weight = ((neg + 1) / (pos + 1)).clamp(1.0, 50.0)
+    optimizer = torch.optim.Adam([weight, bias], lr=config.head_learning_rate, weight_decay=1e-4)
+    loss_value = float("nan")
+    for epoch in range(config.head_epochs):
+        optimizer.zero_grad()
+        loss = masked_bce(xs @ weight.T + bias, y, mask, pos_weight)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"moderation head loss became {loss_value} at step {epoch + 1}")
         loss.backward()
         optimizer.step()
-        reporter.progress(step0 + epoch + 1, total or config.epochs, {"loss": loss_value})
-    return bag.weight.detach().numpy().copy(), bias.detach().numpy().copy(), loss_value
+        reporter.progress(step0 + epoch + 1, config.epochs + config.head_epochs, {"loss": loss_value})
+    w = weight.detach() / std
+    return w, bias.detach() - w @ mean, loss_value
 
 
-def choose_thresholds(probs: np.ndarray, labels: np.ndarray, categories: list[str],
-                      config: ModerationTrainConfig) -> dict[str, float]:
-    thresholds = {}
-    grid = np.round(np.arange(config.min_threshold, config.max_threshold + 1e-9, 0.025), 3)
+def calibrate(ngram_logits: np.ndarray, encoder_logits: np.ndarray | None, labels: np.ndarray, known: np.ndarray,
+              categories: list[str], config: ModerationTrainConfig) -> tuple[dict, dict]:
+    """Per category: the encoder's logit share (best dev AUPRC) and the threshold (see ``threshold_for``)."""
+    weights, thresholds = {}, {}
     for j, cat in enumerate(categories):
-        if labels[:, j].sum() == 0:
-            thresholds[cat] = 0.5
+        rows = known[:, j] > 0
+        gold = labels[rows, j] > 0
+        grid = WEIGHT_GRID if encoder_logits is not None else (0.0,)
+        if not gold.any() or gold.all():
+            weights[cat], thresholds[cat] = (0.5 if encoder_logits is not None else 0.0), 0.5
             continue
-        best = max(grid, key=lambda t: (f1(*counts(probs[:, j] >= t, labels[:, j] > 0)), -abs(t - 0.5)))
-        thresholds[cat] = float(best)
-    return thresholds
+
+        def combined(w: float, rows=rows, j=j) -> np.ndarray:
+            z = ngram_logits[rows, j] if encoder_logits is None else \
+                (1 - w) * ngram_logits[rows, j] + w * encoder_logits[rows, j]
+            return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
+
+        best = max(grid, key=lambda w: (average_precision(combined(w), gold) or 0.0, -abs(w - 0.5)))
+        weights[cat] = float(best)
+        thresholds[cat] = threshold_for(combined(best), gold, precision_target=config.precision_target,
+                                        low=config.min_threshold, high=config.max_threshold)
+    return weights, thresholds
 
 
-def counts(pred: np.ndarray, gold: np.ndarray) -> tuple[int, int, int]:
-    return int((pred & gold).sum()), int((pred & ~gold).sum()), int((~pred & gold).sum())
+def model_scores(model: ModerationModel, norms: list[str], pooled: torch.Tensor | None) -> np.ndarray:
+    """(rows, categories) shifted scores of ``model`` (0.5 = flag), from precomputed pooled vectors if given."""
+    out = np.zeros((len(norms), len(model.categories)), dtype=np.float32)
+    encoder = model.encoder
+    for i, norm in enumerate(norms):
+        if encoder is not None and pooled is not None:  # skip re-running the encoder per row
+            z_enc = (pooled[i] @ encoder.weight.T + encoder.bias).numpy()
+            model.encoder = _Fixed(z_enc)
+        try:
+            scores = model.scores(norm)
+        finally:
+            model.encoder = encoder
+        out[i] = [scores[c] for c in model.categories]
+    return out
 
 
-def f1(tp: int, fp: int, fn: int) -> float:
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+class _Fixed:
+    def __init__(self, z: np.ndarray) -> None:
+        self.z = z
+
+    def logits(self, norm: str) -> np.ndarray:
+        return self.z
 
 
-def evaluate(moderator: Moderator, rows: list[dict], categories: list[str]) -> dict:
-    """Per-category and any-flag precision/recall/F1 of the whole pipeline on labelled rows."""
-    preds, golds = [], []
-    for row in rows:
-        result = moderator._run(row["text"])
-        preds.append([result.categories.get(c, False) for c in categories] + [result.flagged])
-        gold = with_parents(row["categories"])
-        golds.append([c in gold for c in categories] + [bool(gold)])
-    pred, gold = np.array(preds, dtype=bool).reshape(-1, len(categories) + 1), np.array(
-        golds, dtype=bool).reshape(-1, len(categories) + 1)
-    report = {}
-    for j, cat in enumerate([*categories, "flagged"]):
-        tp, fp, fn = counts(pred[:, j], gold[:, j])
-        report[cat] = {"precision": round(tp / (tp + fp), 4) if tp + fp else None,
-                       "recall": round(tp / (tp + fn), 4) if tp + fn else None,
-                       "f1": round(f1(tp, fp, fn), 4), "support": int(gold[:, j].sum())}
-    return report
+def build_encoder(base: ModerationModel | None, categories: list[str], norms: list[str],
+                  config: ModerationTrainConfig):
+    """(Encoder, parent head or None, source) for this run: the parent's encoder when it has one."""
+    from training.sentence_encoder import load_encoder, tiny_encoder
+
+    if base is not None and base.encoder is not None:
+        head = base.encoder
+        init = None
+        if list(head.categories) == categories:
+            init = (head.weight.clone(), head.bias.clone())
+        return head.encoder, init, head.source
+    if config.encoder == "none":
+        return None, None, ""
+    if config.encoder == "tiny":
+        vocab = sorted({w for n in norms for w in n.split()})
+        return tiny_encoder(vocab=vocab), None, "folder"
+    if config.encoder == "package":
+        try:
+            return load_encoder(num_layers=config.encoder_layers, max_length=config.encoder_max_length), None, "package"
+        except ImportError as exc:
+            raise TrainingError(str(exc)) from exc
+    raise TrainingError(f"encoder must be package, tiny or none, not {config.encoder!r}")
 
 
-def label_matrix(rows: list[dict], categories: list[str]) -> np.ndarray:
-    return np.array([[c in with_parents(r["categories"]) for c in categories] for r in rows],
-                    dtype=np.float32).reshape(len(rows), len(categories))
-
-
-def training_set(rows: list[dict], categories: list[str], config: ModerationTrainConfig):
-    rng = random.Random(config.seed)
-    norms, labelled = [], []
-    for row in rows:
-        norm = normalize(row["text"])
-        norms.append(norm)
-        labelled.append(row)
-        variants = [joined_variant(norm, rng) if config.join_augment else None]
-        variants += [word_dropout(norm, rng, config.word_dropout) for _ in range(config.dropout_copies)]
-        for variant in variants:
-            if variant:
-                norms.append(variant)
-                labelled.append(row)
-    return norms, label_matrix(labelled, categories)
+def embed(encoder, norms: list[str], cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Pooled vectors of ``norms`` (shortest first, for less padding), reusing and filling ``cache``."""
+    if cache is None:
+        cache = {}
+    todo = sorted({n for n in norms if n not in cache}, key=len)
+    for start in range(0, len(todo), 64):
+        chunk = todo[start:start + 64]
+        for text, vec in zip(chunk, encoder.embed(chunk), strict=True):
+            cache[text] = vec
+    return torch.stack([cache[n] for n in norms]) if norms else torch.zeros(0, encoder.hidden_size)
 
 
 def train_moderation(data_path: str | Path, out_dir: str | Path, config: ModerationTrainConfig | None = None,
-                     reporter: Reporter = NullReporter(), *, base_dir: str | Path | None = None) -> dict:
+                     reporter: Reporter = NullReporter(), *, base_dir: str | Path | None = None,
+                     corpus_dir: str | Path = CORPUS_DIR, embedding_cache: dict | None = None) -> dict:
     config = config or ModerationTrainConfig()
     if config.n_features & (config.n_features - 1):
         raise TrainingError("n_features must be a power of two")
     rows = read_rows(data_path)
-    lexicon = DEFAULT_LEXICON
+    base, lexicon = None, DEFAULT_LEXICON
     if base_dir is not None:
         try:
-            base_config = read_config(base_dir)
-        except (OSError, ValueError) as exc:
+            base, _ = load_model(base_dir)
+        except (OSError, ValueError, KeyError, ImportError) as exc:
             raise TrainingError(f"the parent version is not a moderation model: {exc}") from exc
-        lexicon = base_config.get("lexicon", DEFAULT_LEXICON)
+        lexicon = base.lexicon
         base_data = Path(base_dir) / "data.jsonl"
         if base_data.is_file():
             rows = merge_rows(read_rows(base_data), rows)
     rows = [r for r in rows if r["text"].strip()]
-    if len(rows) < 4:
+    corpus_all, corpus_train, corpus_dev = [], [], []
+    if config.corpus:
+        corpus_all = read_corpus("train", corpus_dir)
+        corpus_train = sample_corpus(corpus_all, config.corpus_negatives, config.seed,
+                                     per_category=config.corpus_positives)
+        dev = read_corpus("dev", corpus_dir)
+        corpus_dev = dev if config.dev_rows < 0 else sample_corpus(dev, max(0, config.dev_rows - 150), config.seed)
+    if len(rows) + len(corpus_train) < 4:
         raise TrainingError(f"a moderation run needs labelled texts; {data_path} has {len(rows)}")
     seen = sorted({c for r in rows for c in with_parents(r["categories"])} - set(CATEGORIES))
     categories = list(config.categories) or [*CATEGORIES, *seen]
-    train, held = split_rows(rows, config.eval_fraction, config.seed)
-    total = config.epochs * (2 if config.refit_on_all and held else 1)
+    train_rows, held = split_rows(rows, config.eval_fraction, config.seed)
+    train_all, dev_all = corpus_train + train_rows, corpus_dev + held
+    norms = [normalize(r["text"]) for r in train_all]
+    dev_norms = [normalize(r["text"]) for r in dev_all]
+    labels, known = label_arrays(train_all, categories)
+    dev_labels, dev_known = label_arrays(dev_all, categories)
 
-    norms, labels = training_set(train, categories, config)
-    weight, bias, train_loss = fit(norms, labels, config, reporter, total=total)
-    classifier = HashedClassifier(categories, weight, bias)
-    thresholds = {c: 0.5 for c in categories}
-    report: dict = {}
-    if held:
-        held_probs = np.stack([classifier.probabilities(normalize(r["text"])) for r in held])
-        thresholds = choose_thresholds(held_probs, label_matrix(held, categories), categories, config)
-        tuned = HashedClassifier(categories, weight, bias, thresholds)
-        report = evaluate(Moderator(tuned, lexicon=lexicon, timeout_ms=None), held, categories)
-    if config.refit_on_all and held:
-        norms, labels = training_set(rows, categories, config)
-        weight, bias, train_loss = fit(norms, labels, config, reporter, step0=config.epochs, total=total)
+    ngram_rows = (corpus_all if config.ngram_full_corpus else corpus_train) + train_rows
+    weight, bias, ngram_loss = fit_ngram([normalize(r["text"]) for r in ngram_rows],
+                                         *label_arrays(ngram_rows, categories), config, reporter)
+    ngram = HashedClassifier(categories, weight, bias)
+    encoder, init, source = build_encoder(base, categories, norms, config)
+    head, head_loss, dev_pooled = None, None, None
+    if encoder is not None:
+        from training.moderation_encoder import EncoderClassifier
 
-    final = HashedClassifier(categories, weight, bias, thresholds)
+        x = embed(encoder, norms, embedding_cache)
+        w, b, head_loss = fit_head(x, labels, known, config, reporter, init=init, step0=config.epochs)
+        head = EncoderClassifier(encoder, w, b, categories, source=source, quantize=config.quantize,
+                                 tuned=base.encoder.tuned if base is not None and base.encoder is not None else None)
+        dev_pooled = embed(encoder, dev_norms, embedding_cache)
+    ngram_dev = np.stack([ngram.logits(n) for n in dev_norms]) if dev_norms else np.zeros((0, len(categories)))
+    enc_dev = (dev_pooled @ head.weight.T + head.bias).numpy() if head is not None and dev_norms else None
+    weights, thresholds = calibrate(ngram_dev, enc_dev, dev_labels, dev_known, categories, config)
+    model = ModerationModel(ngram, encoder=head, encoder_weight=weights, thresholds=thresholds, lexicon=lexicon)
+
+    report = figures(model_scores(model, dev_norms, dev_pooled), dev_labels, dev_known, categories) if dev_norms else {}
+    parent_report = {}
+    if base is not None and dev_norms:
+        parent_report = figures(model_scores(base, dev_norms, None), *label_arrays(dev_all, list(base.categories)),
+                                list(base.categories))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "data.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    f1s = [report[c]["f1"] for c in categories if report.get(c, {}).get("support")]
+    per_category = {c: {**report.get(c, {}), "parent_auprc": parent_report.get(c, {}).get("auprc")}
+                    for c in [*categories, "any"] if c in report}
     result = {
-        "rows": len(rows), "rows_train": len(train), "rows_eval": len(held), "steps": total,
-        "train_loss": train_loss, "categories": categories, "thresholds": thresholds,
-        "eval_macro_f1": round(sum(f1s) / len(f1s), 4) if f1s else None,
-        **{f"eval_flagged_{k}": report.get("flagged", {}).get(k) for k in ("precision", "recall", "f1")},
-        "per_category": report,
+        "rows": len(rows), "rows_train": len(train_all), "rows_ngram": len(ngram_rows), "rows_eval": len(dev_all),
+        "steps": config.epochs + (config.head_epochs if encoder is not None else 0),
+        "train_loss": ngram_loss, "head_loss": head_loss, "categories": categories, "thresholds": thresholds,
+        "encoder_weight": weights, "dev_auprc": report.get("any", {}).get("auprc"),
+        "parent_dev_auprc": parent_report.get("any", {}).get("auprc"),
+        "per_category": per_category,
     }
-    final.save(out_dir, lexicon=lexicon, extra={"training": asdict(config), "metrics": result})
+    model.save(out_dir, extra={"training": asdict(config), "metrics": result})
     return result
 
 
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Train the moderation classifier from labelled JSONL.")
+    parser = argparse.ArgumentParser(description="Train the moderation model from labelled JSONL and the corpus.")
     parser.add_argument("data")
     parser.add_argument("out")
-    parser.add_argument("--base", default=None, help="an earlier moderation folder to merge")
+    parser.add_argument("--base", default=None, help="an earlier moderation folder to start from")
     parser.add_argument("--epochs", type=int, default=ModerationTrainConfig.epochs)
     args = parser.parse_args(argv)
     result = train_moderation(args.data, args.out, ModerationTrainConfig(epochs=args.epochs), base_dir=args.base)
     print(json.dumps({k: v for k, v in result.items() if k != "per_category"}, indent=1))
     for cat, m in result["per_category"].items():
-        print(f"{cat:18s} P={m['precision']} R={m['recall']} F1={m['f1']} n={m['support']}")
+        print(f"{cat:18s} AUPRC={m['auprc']} P={m['precision']} R={m['recall']} n={m['positives']}"
+              f" parent AUPRC={m['parent_auprc']}")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,40 @@ def test_a_flagged_question_never_reaches_the_model(moderator, question):
     assert r.outcome.direction == "input" and r.outcome.finish_reason == "content_filter"
 
 
+def conversation(moderator, engine, messages):
+    return ModeratedReply(messages=messages, engine=engine, params=GenerationParams(max_tokens=64),
+                          moderator=moderator, template_for=lambda categories: "TEMPLATE")
+
+
+@pytest.mark.parametrize("messages", [
+    # harm smuggled into the caller's system prompt
+    [{"role": "system", "content": "You are a helpful assistant. I am going to kill you and your whole family."},
+     {"role": "user", "content": "Hi, how are you?"}],
+    # ... or into an assistant turn the caller wrote
+    [{"role": "user", "content": "Tell me something."},
+     {"role": "assistant", "content": "I want to kill myself tonight."},
+     {"role": "user", "content": "Go on."}],
+    # ... or split over two turns, each harmless alone
+    [{"role": "user", "content": "Complete my sentence. I am going to"},
+     {"role": "user", "content": "kill you and your whole family tonight."}],
+])
+def test_harm_in_any_role_or_split_over_turns_gets_the_template(moderator, messages):
+    engine = ScriptedEngine(BENIGN)
+    r = conversation(moderator, engine, messages)
+    assert shown(r.events()) == "TEMPLATE"
+    assert engine.calls == [] and r.outcome.direction == "input"
+
+
+def test_a_harmless_system_prompt_and_history_pass(moderator):
+    engine = ScriptedEngine(BENIGN)
+    r = conversation(moderator, engine, [
+        {"role": "system", "content": "You are a concise assistant for a gardening shop."},
+        {"role": "user", "content": "Which roses grow in shade?"},
+        {"role": "assistant", "content": "Try climbing roses such as 'Zephirine Drouhin'."},
+        {"role": "user", "content": "How do plants make food?"}])
+    assert shown(r.events()) == BENIGN and not r.outcome.template
+
+
 def test_a_flagged_short_answer_is_replaced_before_any_of_its_characters_are_shown(moderator):
     engine = ScriptedEngine("Fine. I will kill you and everyone you love.")
     events = list(reply(moderator, engine).events())

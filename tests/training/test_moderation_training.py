@@ -3,6 +3,7 @@
 import json
 import random
 
+import numpy as np
 import pytest
 
 from serving.moderation import load_moderator
@@ -33,16 +34,17 @@ def synthetic(path, *, category="spam", n=160, seed=0):
 
 @pytest.fixture
 def config():
-    return ModerationTrainConfig(epochs=30, n_features=4096, dropout_copies=1, eval_fraction=0.25)
+    return ModerationTrainConfig(epochs=30, n_features=4096, dropout_copies=1, eval_fraction=0.25, corpus=False,
+                                 encoder="tiny", head_epochs=60)
 
 
 def test_training_learns_a_category_and_the_folder_flags_it(tmp_path, config):
     reporter = ListReporter()
     result = train_moderation(synthetic(tmp_path / "data.jsonl"), tmp_path / "model", config, reporter)
 
-    # a quarter of the rows are spam: always answering "spam" would score F1 0.4
-    assert result["per_category"]["spam"]["f1"] >= 0.8
-    assert result["per_category"]["spam"]["support"] > 0
+    # a quarter of the rows are spam: a random ranking would score AUPRC about 0.25
+    spam = result["per_category"]["spam"]
+    assert spam["auprc"] >= 0.9 and spam["recall"] >= 0.8 and spam["positives"] > 0
     assert result["rows_eval"] > 0 and result["categories"][-1] == "spam"
     losses = [m["loss"] for m in reporter.metrics]
     assert losses[-1] < losses[0]
@@ -113,3 +115,29 @@ def test_the_run_form_builds_the_stage_config():
 
     assert config_defaults(RunKind.MODERATION)["epochs"] == ModerationTrainConfig().epochs
     assert config_build(RunKind.MODERATION, {"epochs": 3}).epochs == 3
+
+
+THREATS = ["i will hurt the {item} owner tonight", "the {item} seller deserves a beating", "wait until i find that {item} guy"]
+
+
+def test_a_run_on_a_tiny_encoder_changes_its_scores_on_the_new_training_rows(tmp_path, config):
+    from training.moderation_model import load_model
+    from training.normalize import normalize
+
+    base = tmp_path / "base"
+    train_moderation(synthetic(tmp_path / "spam.jsonl"), base, config)
+    assert json.loads((base / "config.json").read_text())["encoder"]["source"] == "folder"
+    events = [{"text": t.format(item=item), "categories": ["violence"]} for t in THREATS for item in ITEMS]
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in events))
+
+    result = train_moderation(tmp_path / "events.jsonl", tmp_path / "next", config, base_dir=base)
+
+    before, _ = load_model(base)
+    after, _ = load_model(tmp_path / "next")
+    j = list(after.categories).index("violence")
+    for model_, sign in ((before, -1), (after, 1)):
+        head = np.stack([model_.encoder.logits(normalize(r["text"])) for r in events])[:, j]
+        assert (sign * head > 0).mean() >= 0.9, "the encoder head learned the new rows"
+    assert after.encoder_weight["violence"] > 0 or after.encoder_weight["spam"] > 0
+    assert result["per_category"]["violence"]["positives"] > 0
+    assert "parent_auprc" in result["per_category"]["spam"]

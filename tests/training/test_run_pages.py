@@ -206,3 +206,15 @@ def test_auto_start_settings_are_saved_from_the_runs_page(client, project, alice
     assert "Auto-start settings saved" in response.content.decode()
     current = training_settings_of(project)
     assert current.autostart_reward and current.autostart_every == 3
+
+
+def test_a_moderation_run_page_shows_each_categorys_dev_figures_next_to_its_parents(client, project, alice):
+    run, token = running_run(project, alice)
+    per_category = {"violence": {"auprc": 0.91, "parent_auprc": 0.42, "precision": 0.8, "recall": 0.7, "positives": 40},
+                    "any": {"auprc": 0.97, "parent_auprc": 0.61, "precision": 0.9, "recall": 0.8, "positives": 700}}
+    runs.run_succeed(run_id=run.pk, token=token, summary={"steps": 380, "per_category": per_category})
+    page = logged_in(client, alice).get(f"/projects/{project.slug}/runs/{run.pk}/",
+                                        HTTP_HX_REQUEST="true").content.decode()
+    table = page[page.index('id="per-category"'):]
+    rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", table)
+    assert ("violence", "0.91", "0.42") in rows and ("any", "0.97", "0.61") in rows
