@@ -57,6 +57,14 @@ def flagged_categories(result: ModerationResult) -> list[str]:
     return [c for c, on in result.categories.items() if on]
 
 
+def _whole_words(text: str) -> int:
+    """Where the last whole word of ``text`` ends (after its space or newline): a check never reads a
+    word the model is still writing ("An honest answe"), whose fragment a classifier may misread.
+    The end of ``text`` in a long run without breaks (code, languages written without spaces)."""
+    cut = max(text.rfind(" "), text.rfind("\n")) + 1
+    return len(text) if len(text) - cut >= LONG_RUN_CHARS else cut
+
+
 def _word_end(text: str, start: int, limit: int) -> int | None:
     """The end of the last whole word (after its space or newline) in ``text[start:limit]``, if any;
     ``limit`` itself in a long run without breaks (code, languages written without spaces)."""
@@ -132,11 +140,12 @@ class ModeratedReply:
         try:
             for piece in pieces:
                 generated += piece.replace("\x00", "")  # never stored by PostgreSQL, never useful to show
-                due = len(generated) - checked >= self.check_every or not released
-                if not due or _word_end(generated, released, len(generated) - self.hold_back) is None:
+                whole = _whole_words(generated)
+                due = whole - checked >= self.check_every or (not released and whole > checked)
+                if not due or _word_end(generated, released, whole - self.hold_back) is None:
                     continue
-                result = self.moderator.check(self._window(generated, released))
-                checked = len(generated)
+                result = self.moderator.check(self._window(generated, released, whole))
+                checked = whole
                 if result.flagged:
                     self.outcome.model_text = generated
                     self._count(pieces, generated)
@@ -153,7 +162,7 @@ class ModeratedReply:
         self.outcome.model_text = generated
         self._count(pieces, generated)
         if checked < len(generated) or not generated:
-            result = self.moderator.check(self._window(generated, released))
+            result = self.moderator.check(self._window(generated, released, len(generated)))
             if result.flagged:
                 yield "replace", self._template(result, "output")
                 return
@@ -161,13 +170,13 @@ class ModeratedReply:
             yield "delta", generated[released:]
         self.outcome.text = generated
 
-    def _window(self, generated: str, released: int) -> str:
-        """What a check reads: the unreleased text and the released words just before it."""
+    def _window(self, generated: str, released: int, end: int) -> str:
+        """What a check reads: the unreleased text up to ``end`` and the released words just before it."""
         start = max(0, released - self.context)
         if start:
             space = generated.find(" ", start, released)
             start = space + 1 if space >= 0 else start
-        return generated[start:]
+        return generated[start:end]
 
     def _prompt_tokens(self) -> int:
         count_prompt = getattr(self.engine, "count_prompt_tokens", None)

@@ -55,7 +55,8 @@ def test_a_snapshot_is_created_once_per_content_and_downloaded(project, alice, c
     assert [s["id"] for s in listing["results"]] == [created.json()["id"]]
     pairs = client.get(created.json()["files"]["pairs.jsonl"])
     assert json.loads(b"".join(pairs.streaming_content)) == {
-        "prompt": [{"role": "user", "content": "Rank"}], "chosen": "good", "rejected": "bad"
+        "prompt": [{"role": "user", "content": "Rank"}], "chosen": "good", "rejected": "bad",
+        "chosen_flags": [], "rejected_flags": [],
     }
 
 
