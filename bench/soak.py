@@ -54,12 +54,12 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 
 from annotation.models import Demonstration, Prompt, ReviewState, Role  # noqa: E402
 from annotation.prompt_text import normalized_hash  # noqa: E402
 from annotation.services import membership_set, project_create  # noqa: E402
 from annotation.slots import slots_recount  # noqa: E402
+from serving.keys import api_key_create  # noqa: E402
 
 ENDPOINTS = ("next", "submit", "me")
 
@@ -176,7 +176,7 @@ def keep_training(project, manager, tiny, stop: threading.Event, started: list) 
 def labeler(base: str, token: str, seed_: int, think_ms: float, deadline: list, go: threading.Event,
             record, acknowledged: list) -> None:
     pause = random.Random(seed_)
-    with httpx.Client(headers={"Authorization": f"Token {token}"}, timeout=60) as client:
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
         client.get(f"{base}/")
         go.wait()
         time.sleep(pause.expovariate(1000 / think_ms) if think_ms else 0)
@@ -212,7 +212,7 @@ def main() -> int:
     print(f"database={connection.vendor} broker={settings.CELERY_BROKER_URL.split(':')[0]} labelers={args.labelers} "
           f"think={args.think_ms:g} ms minutes={args.minutes:g} web workers={args.web_workers}", flush=True)
     project, manager, users, tiny = seed(args.labelers, args.items)
-    tokens = [Token.objects.create(user=user).key for user in users]
+    tokens = [api_key_create(user=user, name="soak")[1] for user in users]
     port = free_port()
     env = child_env()
     logs = Path(settings.DATA_DIR)

@@ -11,19 +11,19 @@ import time
 
 import httpx
 import pytest
-from rest_framework.authtoken.models import Token
 
 from annotation.models import Assignment, AssignmentStatus, Demonstration, Prompt, Role
 from annotation.services import membership_set
 from annotation.slots import slots_recount
+from serving.keys import api_key_create
 from serving.models import Deployment
 from training.models import VersionKind
 from training.registry import model_version_register, version_dir
 
 
 def client(user, web) -> httpx.Client:
-    token, _ = Token.objects.get_or_create(user=user)
-    return httpx.Client(base_url=f"{web.url}/api/projects/", headers={"Authorization": f"Token {token.key}"},
+    _, key = api_key_create(user=user, name="fault tests")
+    return httpx.Client(base_url=f"{web.url}/api/projects/", headers={"Authorization": f"Bearer {key}"},
                         timeout=60)
 
 
