@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from training import ppo_loss as L
+from training.checkpoint_io import torch_save
 from training.distributed import autocast, device
 from training.ppo_rollout import Rollout, collect_rollout, pad_id, policy_outputs, read_prompts
 from training.reporting import NullReporter, Reporter, TrainingDiverged
@@ -186,7 +187,7 @@ def _save_checkpoint(path: Path, policy, value_head, tokenizer, optimizer, kl_ct
     policy.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     save_file({k: v.contiguous() for k, v in value_head.state_dict().items()}, str(path / VALUE_HEAD_FILE))
-    torch.save(optimizer.state_dict(), path / "optimizer.pt")
+    torch_save(optimizer.state_dict(), path / "optimizer.pt")
     state = {"step": iteration, "config": asdict(config), "history": history, "kl_controller": kl_ctl.state_dict(),
              "score_normalizer": normalizer.state_dict()}
     (path / "trainer_state.json").write_text(json.dumps(state))

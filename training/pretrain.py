@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from training.checkpoint_io import torch_save
 from training.distributed import all_reduce_sum, autocast, average_gradients, barrier, device, world
 from training.pretrain_config import PretrainConfig
 from training.reporting import NullReporter, Reporter, TrainingDiverged
@@ -144,7 +145,7 @@ def _save_checkpoint(path: Path, model, tokenizer, optimizer, step: int, config:
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
-    torch.save(optimizer.state_dict(), path / "optimizer.pt")
+    torch_save(optimizer.state_dict(), path / "optimizer.pt")
     (path / "trainer_state.json").write_text(json.dumps({"step": step, "config": asdict(config), "history": history}))
 
 

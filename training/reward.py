@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from training.checkpoint_io import torch_save
 from training.distributed import all_reduce_sum, autocast, average_gradients, barrier, world
 from training.distributed import device as device_of_rank
 from training.reporting import NullReporter, Reporter, TrainingDiverged
@@ -277,7 +278,7 @@ def _save_checkpoint(path: Path, model, tokenizer, optimizer, step: int, config:
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)  # LoRA: the adapters and the head only
     tokenizer.save_pretrained(path)
-    torch.save(optimizer.state_dict(), path / "optimizer.pt")
+    torch_save(optimizer.state_dict(), path / "optimizer.pt")
     (path / "trainer_state.json").write_text(json.dumps({"step": step, "config": asdict(config), "history": history}))
 
 

@@ -34,6 +34,7 @@ from training.chat_data import (
     summed_token_loss,
     tokenize_all,
 )
+from training.checkpoint_io import torch_save
 from training.distributed import all_reduce_sum, autocast, average_gradients, barrier, device, world
 from training.reporting import NullReporter, Reporter, TrainingDiverged
 
@@ -188,7 +189,7 @@ def _save_checkpoint(path: Path, model, tokenizer, optimizer, step: int, config:
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
-    torch.save(optimizer.state_dict(), path / "optimizer.pt")
+    torch_save(optimizer.state_dict(), path / "optimizer.pt")
     (path / "trainer_state.json").write_text(json.dumps({"step": step, "config": asdict(config), **state}))
 
 
@@ -202,7 +203,7 @@ def _save_rng(path: Path, rank: int) -> None:
     state = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
-    torch.save(state, _rng_file(path, rank))
+    torch_save(state, _rng_file(path, rank))
 
 
 def _restore_rng(path: Path, rank: int) -> None:
