@@ -13,6 +13,7 @@ import pytest
 
 from annotation.models import Prompt, PromptSource
 from serving.models import Feedback
+from tests.e2e.shots import wait_until
 from tests.e2e.test_labeling_browser import SHOTS, browser, login  # noqa: F401  (fixture)
 from tests.serving.fakes import ScriptedEngine
 
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 ANSWER = (
     "To undo the last commit but keep your changes, run:\n\n"
     "```\ngit reset --soft HEAD~1\n```\n\n"
-    "Your changes stay **staged**, so you can fix them and commit again. If you already pushed the commit, "
+    "Your changes stay **staged**: fix them and commit again. If you already pushed the commit, "
     "prefer `git revert HEAD`, which adds a new commit instead of rewriting history that others may have pulled."
 )
 
@@ -46,7 +47,7 @@ def test_bob_chats_gives_a_thumbs_down_and_alice_reviews_it(browser, live_server
     page.keyboard.press("Enter")
 
     streaming = page.locator(".chat-msg.streaming .plain")
-    page.wait_for_function("document.querySelector('.chat-msg.streaming .plain')?.textContent.length > 0")
+    wait_until(page, "document.querySelector('.chat-msg.streaming .plain')?.textContent.length > 0")
     partial = streaming.text_content()
     assert 0 < len(partial) < len(ANSWER), "the answer shows up piece by piece"
     answer = page.locator(".chat-msg.chat-assistant").last

@@ -24,7 +24,7 @@ from annotation.models import (
     TaskKind,
 )
 from annotation.prompt_text import normalized_hash
-from tests.e2e.shots import SHOTS
+from tests.e2e.shots import SHOTS, wait_until
 from training.models import ModelVersion, RunKind, RunStatus, TrainingRun, VersionKind
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -171,7 +171,7 @@ def test_the_manager_reads_both_dashboards(live_server, browser, project, alice,
     page.click("button[type=submit]")
 
     page.goto(f"{live_server.url}/projects/{project.slug}/dashboard/")
-    page.wait_for_function("Chart.getChart(document.querySelector('canvas[data-chart=chart-days]')) !== undefined")
+    wait_until(page, "Chart.getChart(document.querySelector('canvas[data-chart=chart-days]')) !== undefined")
     assert page.locator(".chart-box").first.is_visible(), "the chart is drawn from our static Chart.js"
     assert page.locator("[data-labeler=frank]").is_visible()
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -187,7 +187,7 @@ def test_the_manager_reads_both_dashboards(live_server, browser, project, alice,
 
     page.goto(f"{live_server.url}/projects/{project.slug}/dashboard/training/?run={ppo_run.pk}"
               "&version=assistant-ppo-2")
-    page.wait_for_function("document.querySelectorAll('canvas[data-chart]').length > 0 && "
+    wait_until(page, "document.querySelectorAll('canvas[data-chart]').length > 0 && "
                            "[...document.querySelectorAll('canvas[data-chart]')].every(c => Chart.getChart(c))")
     assert page.locator("[data-table=lineage] tr[data-version=assistant-ppo-1]").is_visible()
     assert page.locator("[data-table=lineage] tbody tr").count() == 4, "base, sft, ppo-1, ppo-2"
