@@ -39,7 +39,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "value_warmup_steps": (0, 100_000), "missing_eos_penalty": (0, 100), "cliprange": (0, 10), "cliprange_value": (0, 1000), "vf_coef": (0, 100), "ptx_coef": (0, 1000),
     # moderation classifier
     "n_features": (16, 2**24), "dropout_copies": (0, 64), "word_dropout": (0, 0.99),
-    "min_threshold": (0, 1), "max_threshold": (0, 1),
+    "min_threshold": (0, 1), "max_threshold": (0, 1), "precision_target": (0, 1),
+    "corpus_negatives": (0, BIG), "corpus_positives": (0, BIG), "dev_rows": (-1, BIG),
+    "encoder_layers": (1, 48), "encoder_max_length": (8, 512), "head_epochs": (1, 100_000),
+    "head_learning_rate": (1e-10, 10.0),
     # pre-training model shape
     "vocab_size": (16, 1_000_000), "n_layer": (1, 256), "n_embd": (8, 16_384), "n_head": (1, 256),
     # runner keys
