@@ -15,7 +15,7 @@ import pytest
 
 # Reason pattern -> why it is acceptable (keep in step with the skips the tests make).
 ALLOWED = {
-    r"no GPU|CUDA is not available|needs a GPU": "the GPU tests run on GPU machines only",
+    r"no GPU|CUDA is not available|needs a GPU|needs (a|two) CUDA GPUs?": "the GPU tests run on GPU machines only",
     r"needs PostgreSQL": "PostgreSQL-only behaviour (row locks, SKIP LOCKED); runs in the PostgreSQL + Redis set-up",
     r"needs Redis": "Redis-only behaviour; runs in the PostgreSQL + Redis set-up",
 }

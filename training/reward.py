@@ -395,7 +395,7 @@ def train_reward(
         history["losses"].append(mean_loss)
         point = {"loss": round(mean_loss, 5), "batch_accuracy": round(correct / pairs, 4) if pairs else None,
                  "lr": lr, "epoch": round(done / steps_per_epoch, 3),
-                 "eta_seconds": round(train_seconds / (done - start_step) * (total_steps - done), 1)}
+                 "eta_seconds": round(train_seconds / (done - start_step) * (total_steps - done), 3)}
         if done % steps_per_epoch == 0 or done == total_steps:  # every epoch, and a partial last one
             accuracy = _evaluate(model, eval_enc, pad_id, config)
             history["accuracy_by_epoch"].append(accuracy)

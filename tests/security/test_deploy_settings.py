@@ -14,7 +14,8 @@ PRINT = ("import django, json; django.setup(); from django.conf import settings 
 
 
 def _run(args, tmp_path, **env):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TUNELOOP_", "DEBUG", "SECRET_KEY"))}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("TUNELOOP_", "DEBUG", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"))}
     environment = {**clean, **PRODUCTION, "TUNELOOP_DATA_DIR": str(tmp_path), **env}
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=environment, capture_output=True, text=True,
                           timeout=120)
