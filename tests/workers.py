@@ -71,13 +71,7 @@ class WorkerProcess:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_group(self.proc, grace=15)
 
 
 @pytest.fixture
@@ -104,3 +98,14 @@ def celery_worker(transactional_db):
     for worker in started:
         worker.stop()
     purge_queues()
+
+
+def stop_group(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM a child's process group, SIGKILL it if it is still there after ``grace`` seconds."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)

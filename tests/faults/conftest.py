@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.workers import ROOT, _test_database_url
+from tests.workers import ROOT, _test_database_url, stop_group
 
 
 def pytest_collection_modifyitems(items):
@@ -94,12 +94,7 @@ class WebProcess:
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_group(self.proc, grace=10)
 
 
 @pytest.fixture
