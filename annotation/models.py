@@ -132,6 +132,10 @@ class Prompt(models.Model):
         null=True, blank=True,
         help_text="Known answer of a gold item: {'ranking': [[id], ...]} over its completions, or {'text': ...}.",
     )
+    evidence = models.JSONField(
+        default=list, blank=True,
+        help_text="Passages the answer was given, numbered from 1: [{n, title, section, source, url, text}]. "
+                  "Samples, rankings, exports and the reward model see them with the prompt.")
     flag_count = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -23,6 +23,9 @@ class Deployment(models.Model):
     max_tokens = models.PositiveIntegerField(
         default=512, validators=[MinValueValidator(1), MaxValueValidator(MAX_TOKENS_CEILING)],
         help_text="The most tokens one /v1 answer may ask for (max_tokens); the chat page uses its own 256.")
+    knowledge_bases = models.ManyToManyField(
+        "serving.KnowledgeBase", blank=True, related_name="deployments",
+        help_text="Each user turn retrieves passages from these; the answer cites them.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -74,6 +77,10 @@ class Message(models.Model):
     is_template = models.BooleanField(default=False, help_text="A template answer replaced the model's.")
     model_text = models.TextField(blank=True, help_text="The model's own answer when a template replaced it.")
     superseded = models.BooleanField(default=False, help_text="Regenerated: a newer answer took its place.")
+    citations = models.JSONField(
+        default=list, blank=True,
+        help_text="Passages retrieved for this answer, numbered as the prompt gave them: "
+                  "[{n, chunk_id, document_id, title, section, source, url, text, cited}].")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -175,3 +182,75 @@ class ServingSettings(models.Model):
         default=dict, blank=True,
         help_text='Extra moderation categories: {"name": ["keyword", "re:regex", ...]}.',
     )
+
+
+class KnowledgeBase(models.Model):
+    """A project's collection of documents that answers can cite (see serving/knowledge/)."""
+
+    class IndexState(models.TextChoices):
+        EMPTY = "empty", "No documents"
+        INDEXING = "indexing", "Indexing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="knowledge_bases")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    index_state = models.CharField(max_length=16, choices=IndexState.choices, default=IndexState.EMPTY)
+    index_progress = models.FloatField(default=0.0, help_text="0..1 while indexing.")
+    index_error = models.TextField(blank=True)
+    indexed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="knowledge_base_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class KnowledgeDocument(models.Model):
+    """One uploaded file (or JSONL record); re-uploading the same ``source`` replaces its chunks."""
+
+    knowledge_base = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="documents")
+    source = models.CharField(max_length=255, help_text="File name (or the record's url/title for JSONL).")
+    title = models.CharField(max_length=300)
+    url = models.CharField(max_length=2000, blank=True)
+    content_type = models.CharField(max_length=16, help_text="markdown, text, html, pdf or jsonl.")
+    text = models.TextField(help_text="The document's text as parsed, which the chunks cut.")
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["knowledge_base", "source"], name="knowledge_document_source_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class KnowledgeChunk(models.Model):
+    """A passage of a document: what retrieval returns and an answer cites."""
+
+    document = models.ForeignKey(KnowledgeDocument, on_delete=models.CASCADE, related_name="chunks")
+    knowledge_base = models.ForeignKey(KnowledgeBase, on_delete=models.CASCADE, related_name="chunks")
+    position = models.PositiveIntegerField(help_text="Order within the document, from 0.")
+    section = models.CharField(max_length=500, blank=True, help_text="Heading path, e.g. 'Install > Linux'.")
+    text = models.TextField()
+    token_count = models.PositiveIntegerField(default=0)
+    char_start = models.PositiveIntegerField(default=0, help_text="Offset of the chunk in the document's text.")
+    embedding = models.BinaryField(null=True, blank=True, help_text="float32 vector, set by indexing.")
+
+    class Meta:
+        ordering = ["document_id", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "position"], name="knowledge_chunk_position_unique"),
+        ]
+        indexes = [models.Index(fields=["knowledge_base", "id"], name="knowledge_chunk_kb")]
