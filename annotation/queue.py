@@ -29,6 +29,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from annotation import serialised
 from annotation.errors import AnnotationError
 from annotation.models import (
     Assignment,
@@ -50,8 +51,6 @@ FLAGS = ("unsafe", "factually_wrong", "not_helpful", "personal_data")
 LABELLED = (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED)
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
 _CLAIM_ATTEMPTS = 5
-# On SQLite, open items looked up before the write lock and re-checked under it (see task_next).
-_SHORTLIST = 64
 
 
 def _candidates(project: Project, user, kind: str, *, gold: bool) -> QuerySet[Prompt]:
@@ -124,23 +123,18 @@ def task_next(*, project: Project, user, kind: str, now: datetime | None = None)
         return current
     pools = (True, False) if _gold_due(project, user, kind) else (False,)
     for gold in pools:
+        candidates = _candidates(project, user, kind, gold=gold)
+        if not connection.features.has_select_for_update_skip_locked:
+            # SQLite: one writer at a time; annotation.serialised keeps its write lock short.
+            assignment = serialised.claim(project=project, user=user, kind=kind, candidates=candidates, now=now,
+                                          attempts=_CLAIM_ATTEMPTS, lease=_lease)
+            if assignment is not None:
+                return assignment
+            continue
         for _ in range(_CLAIM_ATTEMPTS):
-            candidates = _candidates(project, user, kind, gold=gold)
-            shortlist = None
-            if not connection.features.has_select_for_update_skip_locked:
-                # SQLite: one writer at a time, so look for open items before taking the write lock
-                # and only re-check that short list under it.
-                shortlist = list(candidates.values_list("pk", flat=True)[:_SHORTLIST])
-                if not shortlist:
-                    break
             with transaction.atomic():
-                if shortlist is None:
-                    prompt = candidates.select_for_update(skip_locked=True).first()
-                else:
-                    prompt = candidates.filter(pk__in=shortlist).first()
+                prompt = candidates.select_for_update(skip_locked=True).first()
                 if prompt is None:
-                    if shortlist is not None:
-                        continue  # others took the whole short list meanwhile: look again
                     break
                 assignment = _lease(project, prompt, user, kind, now)
                 if assignment is not None:
@@ -239,19 +233,26 @@ def demonstration_submit(*, assignment: Assignment, user, content: str, time_spe
                          now: datetime | None = None) -> Demonstration:
     """Record the labeler's answer; a repeated call for the same assignment returns the first one unchanged."""
     now = now or timezone.now()
+
+    def build(locked: Assignment) -> Demonstration:
+        answer = (content or "").strip()
+        if not answer:
+            raise AnnotationError("write an answer before submitting")
+        return Demonstration(prompt=locked.prompt, author=user, assignment=locked, content=answer,
+                             time_spent_ms=_time(time_spent_ms), **_review_fields(locked.project))
+
+    if not connection.features.has_select_for_update:
+        demo = serialised.submit(assignment=assignment, user=user, kind=TaskKind.DEMONSTRATION, build=build, now=now)
+        if demo is not None:
+            return demo
     with transaction.atomic():
         locked = _locked(assignment, user, TaskKind.DEMONSTRATION)
         existing = _submitted(locked, Demonstration)
         if existing is not None:
             return existing
-        content = (content or "").strip()
-        if not content:
-            raise AnnotationError("write an answer before submitting")
+        demo = build(locked)
         _ensure_open(locked, now)
-        demo = Demonstration.objects.create(
-            prompt=locked.prompt, author=user, assignment=locked, content=content,
-            time_spent_ms=_time(time_spent_ms), **_review_fields(locked.project),
-        )
+        demo.save(force_insert=True)
         _finish(locked, now)
     assignment.status, assignment.finished_at = locked.status, locked.finished_at
     return demo
@@ -301,19 +302,26 @@ def ranking_submit(*, assignment: Assignment, user, order: list[list[int]], flag
                    comment: str = "", time_spent_ms: int = 0, now: datetime | None = None) -> Ranking:
     """Record a ranking of the prompt's shown completions; a repeated call returns the first one unchanged."""
     now = now or timezone.now()
+
+    def build(locked: Assignment) -> Ranking:
+        shown = list(completions_to_rank(locked.prompt).values_list("pk", flat=True))
+        tiers, clean_flags = ranking_validate(order, flags, shown)
+        return Ranking(prompt=locked.prompt, author=user, assignment=locked, order=tiers, flags=clean_flags,
+                       comment=(comment or "").strip()[:5000], time_spent_ms=_time(time_spent_ms),
+                       **_review_fields(locked.project))
+
+    if not connection.features.has_select_for_update:
+        ranking = serialised.submit(assignment=assignment, user=user, kind=TaskKind.RANKING, build=build, now=now)
+        if ranking is not None:
+            return ranking
     with transaction.atomic():
         locked = _locked(assignment, user, TaskKind.RANKING)
         existing = _submitted(locked, Ranking)
         if existing is not None:
             return existing
-        shown = list(completions_to_rank(locked.prompt).values_list("pk", flat=True))
-        tiers, clean_flags = ranking_validate(order, flags, shown)
+        ranking = build(locked)
         _ensure_open(locked, now)
-        ranking = Ranking.objects.create(
-            prompt=locked.prompt, author=user, assignment=locked, order=tiers, flags=clean_flags,
-            comment=(comment or "").strip()[:5000], time_spent_ms=_time(time_spent_ms),
-            **_review_fields(locked.project),
-        )
+        ranking.save(force_insert=True)
         _finish(locked, now)
     assignment.status, assignment.finished_at = locked.status, locked.finished_at
     return ranking

@@ -66,10 +66,15 @@ def _open(kind: str, project: Project, delta: int = 0) -> ExpressionWrapper:
     return ExpressionWrapper(still_free, output_field=BooleanField())
 
 
+def slots_moved(kind: str, delta: int, project: Project) -> dict:
+    """The UPDATE's values that take (``delta`` > 0) or give back slots of ``kind``."""
+    taken = TAKEN[kind]
+    return {taken: F(taken) + delta, OPEN[kind]: _open(kind, project, delta)}
+
+
 def slots_move(prompt_ids, kind: str, delta: int, project: Project) -> None:
     """Take (``delta`` > 0) or give back slots of prompts whose rows this transaction has locked."""
-    taken = TAKEN[kind]
-    Prompt.objects.filter(pk__in=prompt_ids).update(**{taken: F(taken) + delta, OPEN[kind]: _open(kind, project, delta)})
+    Prompt.objects.filter(pk__in=prompt_ids).update(**slots_moved(kind, delta, project))
 
 
 def slots_recount(project: Project, prompts: QuerySet[Prompt] | None = None) -> int:

@@ -126,9 +126,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": (
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;"
-            " PRAGMA cache_size=-32000; PRAGMA mmap_size=268435456;"
+            " PRAGMA cache_size=-16000; PRAGMA mmap_size=268435456;"
         ),
     }
+    if env_bool("TUNELOOP_WEB_PROCESS"):
+        # Connections closed at a request's end wait in a per-process pool for the next request
+        # (config/db/sqlite3/base.py): with a thread per request, none would ever be reused otherwise.
+        DATABASES["default"]["OPTIONS"]["reuse_connections"] = env_int("DATABASE_POOL_SIZE", 64)
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("TUNELOOP_WEB_PROCESS")
       and env_int("DATABASE_POOL_SIZE", 4) > 0):
