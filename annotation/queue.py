@@ -127,7 +127,7 @@ def task_next(*, project: Project, user, kind: str, now: datetime | None = None)
         if not connection.features.has_select_for_update_skip_locked:
             # SQLite: one writer at a time; annotation.serialised keeps its write lock short.
             assignment = serialised.claim(project=project, user=user, kind=kind, candidates=candidates, now=now,
-                                          attempts=_CLAIM_ATTEMPTS, lease=_lease)
+                                          index="prompt_gold" if gold else f"prompt_{kind}_open", lease=_lease)
             if assignment is not None:
                 return assignment
             continue

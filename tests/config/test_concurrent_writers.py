@@ -47,3 +47,32 @@ def test_threads_writing_at_once_all_commit_and_a_failed_one_frees_the_writer_sl
         lock = _write_lock(str(connection.settings_dict["NAME"]))
         assert lock.acquire(timeout=1)  # nobody kept the writer slot
         lock.release()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="needs SQLite (the embedded default)")
+def test_a_web_process_reuses_a_finished_requests_connection_but_never_one_left_mid_transaction(project):
+    from config.db.sqlite3.base import DatabaseWrapper
+
+    settings_dict = {**connection.settings_dict, "OPTIONS": {**connection.settings_dict["OPTIONS"],
+                                                             "reuse_connections": 4}}
+
+    def request_connection() -> DatabaseWrapper:
+        wrapper = DatabaseWrapper(settings_dict, alias="pooled")
+        wrapper.ensure_connection()
+        return wrapper
+
+    first = request_connection()
+    opened = first.connection
+    first.close()  # the request ended
+    second = request_connection()
+    assert second.connection is opened  # the next request got it back, schema and pragmas ready
+
+    second.set_autocommit(False)  # a request that dies half-way through a write
+    second.cursor().execute("UPDATE annotation_project SET name = 'half-done' WHERE id = %s", [project.pk])
+    second.close()
+    third = request_connection()
+    assert third.connection is not opened
+    project.refresh_from_db()
+    assert project.name != "half-done"
+    third.close()

@@ -99,8 +99,11 @@ def start_moderation(project, alice, **_):
         ModerationEvent.objects.create(
             project=project, direction="user", text=f"{'I will hurt you badly' if flagged else 'Have a nice day'} {i}",
             categories=["violence"] if flagged else [], review=Review.CONFIRMED if flagged else Review.DISMISSED)
-    return run_start(project=project, kind="moderation", created_by=alice,
-                     config=known("moderation", epochs=20, dropout_copies=1, n_features=4096, seed=0))
+    # A small corpus sample and the tests' tiny encoder: the stages and the resume are the same as with
+    # the shipped encoder; reading 60k corpus rows into the n-gram model took most of 5 minutes.
+    return run_start(project=project, kind="moderation", created_by=alice, config=known(
+        "moderation", epochs=20, dropout_copies=1, n_features=4096, seed=0, encoder="tiny", corpus_negatives=300,
+        corpus_positives=40, dev_rows=300, ngram_full_corpus=False))
 
 
 STAGES = {"sft": start_sft, "reward": start_reward, "sampling": start_sampling, "ppo": start_ppo,
