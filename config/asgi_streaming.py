@@ -14,6 +14,8 @@ from __future__ import annotations
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 
+from config.request_slots import RequestSlots
+
 FILE_BLOCK_BYTES = 256 * 1024
 _END = object()
 
@@ -40,5 +42,13 @@ def stream_async(response):
 
 
 class StreamingASGIHandler(ASGIHandler):
+    """Also runs at most ``TUNELOOP_WEB_THREADS`` requests at once (``config.request_slots``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.slots = RequestSlots()
+
     async def get_response_async(self, request):
-        return stream_async(await super().get_response_async(request))
+        async with self.slots.held(request.path):
+            response = await super().get_response_async(request)
+        return stream_async(response)

@@ -148,6 +148,10 @@ elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_
         "timeout": env_int("DATABASE_POOL_TIMEOUT_SECONDS", 30),
     }
 
+# Requests an ASGI web process runs at once (config/request_slots.py); the rest wait in arrival order.
+# 0: no limit (a thread per request, as Django does).
+WEB_THREADS = env_int("TUNELOOP_WEB_THREADS", 8)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
