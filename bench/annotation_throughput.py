@@ -48,7 +48,7 @@ from django.core.management import call_command  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
-from annotation.models import Demonstration, Prompt, Role  # noqa: E402
+from annotation.models import Demonstration, Project, Prompt, Role  # noqa: E402
 from annotation.prompt_text import normalized_hash  # noqa: E402
 from annotation.queue import demonstration_submit, task_next  # noqa: E402
 from annotation.services import membership_set, project_create  # noqa: E402
@@ -61,13 +61,19 @@ def percentiles(ms: list[float]) -> tuple[float, float]:
 
 
 def make_project(slug: str, items: int, labelers: int, labels_per_item: int):
+    """A new project ``slug`` (``slug-2``, ``-3``... when a run before this one left it in the data dir)
+    with ``items`` prompts; the labelers ``slug-labeler<i>`` are reused from earlier runs."""
     User = get_user_model()
-    manager = User.objects.create_user(f"{slug}-manager")
+    base, n = slug, 1
+    while Project.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    manager, _ = User.objects.get_or_create(username=f"{base}-manager")
     project = project_create(name=slug, slug=slug, created_by=manager, labels_per_item=labels_per_item,
                              review_rate=0.2)
     users = []
     for i in range(labelers):
-        user = User.objects.create_user(f"{slug}-labeler{i}")
+        user, _ = User.objects.get_or_create(username=f"{base}-labeler{i}")
         membership_set(project=project, user=user, role=Role.LABELER)
         users.append(user)
     prompts = []

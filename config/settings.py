@@ -149,8 +149,9 @@ elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_
     }
 
 # Requests an ASGI web process runs at once (config/request_slots.py); the rest wait in arrival order.
-# 0: no limit (a thread per request, as Django does).
-WEB_THREADS = env_int("TUNELOOP_WEB_THREADS", 8)
+# 4 keeps the interpreter busy while some wait on the database, and matches the PostgreSQL pool's
+# 4 connections per process. 0: no limit (a thread per request, as Django does).
+WEB_THREADS = env_int("TUNELOOP_WEB_THREADS", 4)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -49,30 +49,36 @@ def test_threads_writing_at_once_all_commit_and_a_failed_one_frees_the_writer_sl
         lock.release()
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(connection.vendor != "sqlite", reason="needs SQLite (the embedded default)")
-def test_a_web_process_reuses_a_finished_requests_connection_but_never_one_left_mid_transaction(project):
+
+def test_a_web_process_reuses_a_finished_requests_sqlite_connection_but_never_one_left_mid_transaction(
+        tmp_path, django_db_blocker):
+    from django.db.utils import ConnectionHandler
+
     from config.db.sqlite3.base import DatabaseWrapper
 
-    settings_dict = {**connection.settings_dict, "OPTIONS": {**connection.settings_dict["OPTIONS"],
-                                                             "reuse_connections": 4}}
+    handler = ConnectionHandler({"default": {
+        "ENGINE": "config.db.sqlite3", "NAME": str(tmp_path / "embedded.sqlite3"),
+        "OPTIONS": {"timeout": 5, "transaction_mode": "IMMEDIATE", "reuse_connections": 4}}})
+    settings_dict = handler.settings["default"]
 
     def request_connection() -> DatabaseWrapper:
         wrapper = DatabaseWrapper(settings_dict, alias="pooled")
         wrapper.ensure_connection()
         return wrapper
 
-    first = request_connection()
-    opened = first.connection
-    first.close()  # the request ended
-    second = request_connection()
-    assert second.connection is opened  # the next request got it back, schema and pragmas ready
+    with django_db_blocker.unblock():  # a database file of its own, not the test database
+        first = request_connection()
+        first.cursor().execute("CREATE TABLE answer (text TEXT)")
+        first.cursor().execute("INSERT INTO answer VALUES ('whole')")
+        opened = first.connection
+        first.close()  # the request ended
+        second = request_connection()
+        assert second.connection is opened  # the next request got it back, schema and pragmas ready
 
-    second.set_autocommit(False)  # a request that dies half-way through a write
-    second.cursor().execute("UPDATE annotation_project SET name = 'half-done' WHERE id = %s", [project.pk])
-    second.close()
-    third = request_connection()
-    assert third.connection is not opened
-    project.refresh_from_db()
-    assert project.name != "half-done"
-    third.close()
+        second.set_autocommit(False)  # a request that dies half-way through a write
+        second.cursor().execute("UPDATE answer SET text = 'half-done'")
+        second.close()
+        third = request_connection()
+        assert third.connection is not opened
+        assert third.cursor().execute("SELECT text FROM answer").fetchall() == [("whole",)]
+        third.close()
