@@ -22,7 +22,9 @@ N x CPU per request / cores (Little's law): the line after the CPU figure says w
 ``--think-ms`` gives each labeler a pause between items, as people take, for latency at a real load.
 
 Run: .venv/bin/python bench/annotation_throughput.py [--items 300] [--labelers 4] [--labels-per-item 1]
-     [--concurrent 50 --seconds 20 [--think-ms 0] [--concurrent-only] [--url http://127.0.0.1:PORT]]
+     [--concurrent 50 --seconds 20 [--think-ms 0] [--concurrent-only] [--url http://127.0.0.1:PORT [--server-pid PID]]]
+
+A data dir can be reused: each run makes a new project (``http``, ``http-2``...) and reuses the labelers.
 """
 
 import argparse
@@ -175,8 +177,19 @@ def machine_cpu_seconds() -> float:
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def process_cpu_seconds(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``), 0 when unknown."""
+    if not pid:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_concurrent(items: int, labelers: int, labels_per_item: int, seconds: float, url: str | None,
-                   think_ms: float = 0.0) -> dict:
+                   think_ms: float = 0.0, server_pid: int | None = None) -> dict:
     """``labelers`` threads, each a distinct user with its own HTTP client: next, submit, then (with
     ``think_ms``) a pause drawn from an exponential distribution of that mean, as a person would take."""
     import random
@@ -244,15 +257,18 @@ def run_concurrent(items: int, labelers: int, labels_per_item: int, seconds: flo
     time.sleep(2)  # let every labeler warm up, then start the clock for all of them at once
     deadline = time.perf_counter() + seconds
     cpu0, own0, start = machine_cpu_seconds(), time.process_time(), time.perf_counter()
+    server0 = process_cpu_seconds(server_pid)
     started.set()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
     cpu, own = machine_cpu_seconds() - cpu0, time.process_time() - own0
+    server_cpu = process_cpu_seconds(server_pid) - server0
     if server is not None:
         server.terminate()
     return {"next": next_ms, "submit": submit_ms, "done": done[0], "seconds": elapsed, "project": project,
-            "errors": errors, "drained": drained[0] == labelers, "machine_cpu": cpu, "client_cpu": own}
+            "errors": errors, "drained": drained[0] == labelers, "machine_cpu": cpu, "client_cpu": own,
+            "server_cpu": server_cpu}
 
 
 def report_concurrent(http: dict, labelers: int, think_ms: float, labels_per_item: int, items: int) -> None:
@@ -271,6 +287,9 @@ def report_concurrent(http: dict, labelers: int, think_ms: float, labels_per_ite
         print(f"cpu      machine {http['machine_cpu'] / http['seconds'] / cores:.0%} busy of {cores} cores; "
               f"{per_request:.2f} ms of CPU per request (server + database + this client), "
               f"{http['client_cpu'] / requests * 1000:.2f} ms of it in this client")
+        if http["server_cpu"]:
+            print(f"cpu      the server process: {http['server_cpu'] / requests * 1000:.2f} ms of CPU per request, "
+                  f"{http['server_cpu'] / http['seconds']:.0%} of one core")
         if not think_ms:
             # Little's law: with no think time, N callers each wait N x (CPU per request) / cores on average.
             print(f"cpu      so with {labelers} callers and no think time the mean latency cannot drop below "
@@ -292,6 +311,8 @@ def main() -> None:
     parser.add_argument("--concurrent-only", action="store_true", help="skip the sequential api/service/bare runs")
     parser.add_argument("--url", default=None,
                         help="a running server on the same DATABASE_URL (default: an in-process live server)")
+    parser.add_argument("--server-pid", type=int, default=None,
+                        help="the --url server's process id, to report its own CPU per request")
     args = parser.parse_args()
     setup_test_environment()
     call_command("migrate", verbosity=0)
@@ -303,7 +324,7 @@ def main() -> None:
         sequential(args.items, args.labelers, args.labels_per_item)
     if args.concurrent:
         http = run_concurrent(args.concurrent_items, args.concurrent, args.labels_per_item, args.seconds, args.url,
-                              args.think_ms)
+                              args.think_ms, args.server_pid)
         report_concurrent(http, args.concurrent, args.think_ms, args.labels_per_item, args.concurrent_items)
 
 
