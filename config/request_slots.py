@@ -9,8 +9,8 @@ few threads at a time each request runs nearly uninterrupted and requests finish
 came: the same throughput, a tail close to the median (docs/operations.md has the figures).
 
 Requests that mostly wait on the model are not counted, so they can never keep labelers out: the
-OpenAI-compatible API (``/v1/``) and the chat pages. (An upload's body has been read before a
-request gets here.)
+OpenAI-compatible API (``/v1/``) and the chat pages. Nor is ``/healthz``: a load balancer must not
+take a busy server for a dead one. (An upload's body has been read before a request gets here.)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 
 from django.conf import settings
 
-UNCOUNTED_PREFIXES = ("/v1/",)
+UNCOUNTED_PREFIXES = ("/v1/", "/healthz")
 UNCOUNTED_PARTS = ("/chat/",)
 
 

@@ -29,7 +29,7 @@ def test_requests_beyond_the_limit_wait_and_start_in_arrival_order(settings):
     assert started == list(range(8))
 
 
-def test_model_calls_and_the_chat_are_not_held_behind_busy_slots(settings):
+def test_model_calls_the_chat_and_health_checks_are_not_held_behind_busy_slots(settings):
     settings.WEB_THREADS = 1
     slots, done = RequestSlots(), []
 
@@ -49,7 +49,8 @@ def test_model_calls_and_the_chat_are_not_held_behind_busy_slots(settings):
         waiting = asyncio.create_task(call("/api/projects/p/tasks/7/demonstration/"))
         await call("/v1/chat/completions")
         await call("/projects/p/chat/send")
-        assert done == ["/v1/chat/completions", "/projects/p/chat/send"]  # the labeler's submit still waits
+        await call("/healthz")
+        assert done == ["/v1/chat/completions", "/projects/p/chat/send", "/healthz"]  # the submit still waits
         release.set()
         await asyncio.gather(holder, waiting)
 
