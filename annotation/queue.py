@@ -15,7 +15,8 @@ Claiming is ``SELECT ... FOR UPDATE SKIP LOCKED`` of the first open prompt throu
 then the lease upsert and the count in the same transaction. PostgreSQL re-checks the locked row's
 columns when a concurrent claim changed it, so two labelers never share a slot, and the cost does not
 grow with the items already done. The unique constraint (prompt, kind, user) keeps a labeler from
-getting the same item twice. On SQLite writes are serialised anyway. Submitting is idempotent: the
+getting the same item twice. On SQLite writes are serialised anyway; ``annotation.serialised`` keeps
+the claim and the submission to two statements under its write lock. Submitting is idempotent: the
 label hangs off its assignment one-to-one.
 """
 
