@@ -21,7 +21,11 @@ tests' ``real_base`` fixture, once, into ``var/bench-base``, shared with the SFT
 without either a random Llama of ``--preset`` with a tokenizer trained on the shipped corpus (no download).
 The real base is slow on a 2-core CPU: keep ``--pairs`` small there (e.g. 32, four steps).
 
-Run: OMP_NUM_THREADS=2 .venv/bin/python bench/rm_pairs.py --real-base --pairs 32
+Both ratios are printed: pairs/s by the loop's wall time, and by the process's CPU time (steadier on a
+shared machine), with the load average. ``--train-layers N`` adds a run of ours in which only the top
+N layers learn (``RewardConfig.train_layers``: the lower layers run forward only).
+
+Run: OMP_NUM_THREADS=2 .venv/bin/python bench/rm_pairs.py --real-base --pairs 32 [--train-layers 8]
 """
 
 from __future__ import annotations
@@ -79,15 +83,15 @@ def pair_tokens(tokenizer, pairs: list[dict], max_length: int) -> tuple[list[int
     return whole, cut
 
 
-def run_ours(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int) -> dict:
+def run_ours(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int, train_layers: int = 0) -> dict:
     data = tmp / "rankings.jsonl"
     data.write_text("".join(json.dumps({"prompt": p["prompt"], "completions": [p["chosen"], p["rejected"]],
                                         "ranks": [0, 1]}) + "\n" for p in pairs))
     config = RewardConfig(max_steps=-(-len(pairs) // BATCH), batch_size=BATCH, micro_batch_size=BATCH,
                           micro_batch_tokens=BATCH * 2 * max_length, learning_rate=1e-5, warmup_ratio=0.0,
                           min_lr_ratio=1.0, eval_fraction=0.0, eval_initial=False, max_length=max_length,
-                          checkpoint_every=0, seed=0)
-    result = train_reward(model_dir, data, tmp / f"ours-{max_length}", config)
+                          checkpoint_every=0, seed=0, train_layers=train_layers)
+    result = train_reward(model_dir, data, tmp / f"ours-{max_length}-{train_layers}", config)
     return {"seconds": result["train_seconds"], "cpu_seconds": result["train_cpu_seconds"],
             "pairs": result["pairs_train"], "computed_tokens_per_second": result["tokens_per_second"],
             "truncated_sequences": result["truncated_sequences"]}
@@ -126,6 +130,11 @@ def run_trl(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int) -> d
             "cpu_seconds": time.process_time() - cpu_started, "pairs": len(kept), "pair_tokens": tokens}
 
 
+def load() -> str:
+    """The 1/5/15-minute load averages: a ratio measured beside other work says so."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def provision_real_base() -> Path:
     from training.base_model import provision
 
@@ -139,6 +148,8 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--max-length", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--train-layers", type=int, default=0,
+                        help="also run ours training only the top N layers (TRL still trains every layer)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads()))))
@@ -155,11 +166,13 @@ def main() -> None:
         model_name = str(model_dir) if args.real_base or args.model else f"random {args.preset}"
         figures = {"device": device, "model": model_name, "pairs": len(pairs), "batch": BATCH, "runs": []}
         print(f"device: {figures['device']}; model: {figures['model']}; {len(pairs)} multi-turn pairs, "
-              f"{BATCH} per step")
+              f"{BATCH} per step; load average {load()} (wall-clock ratios need an idle machine; the CPU-time "
+              f"ratio holds up better on a busy one)")
         for max_length in args.max_length:
             whole, cut = pair_tokens(tokenizer, pairs, max_length)
             ours = run_ours(model_dir, pairs, tmp, max_length)
             trl = run_trl(model_dir, pairs, tmp, max_length)
+            top = run_ours(model_dir, pairs, tmp, max_length, args.train_layers) if args.train_layers else None
             trl_tokens = trl["pair_tokens"]
             run = {
                 "max_length": max_length, "pairs_over_max_length": sum(c < w for c, w in zip(cut, whole, strict=True)),
@@ -176,6 +189,15 @@ def main() -> None:
                                              if run["trl_pairs_per_second"] else float("inf"))
             run["ratio_pairs_per_cpu_second"] = ((ours["pairs"] / ours["cpu_seconds"]) / (trl["pairs"] / trl["cpu_seconds"])
                                                  if trl["pairs"] else float("inf"))
+            if top:
+                run |= {"ours_top_layers": args.train_layers, "ours_top_seconds": top["seconds"],
+                        "ours_top_cpu_seconds": top["cpu_seconds"],
+                        "ratio_top_pairs_per_second": ((top["pairs"] / top["seconds"]) / run["trl_pairs_per_second"]
+                                                       if run["trl_pairs_per_second"] else float("inf")),
+                        "ratio_top_pairs_per_cpu_second": ((top["pairs"] / top["cpu_seconds"])
+                                                           / (trl["pairs"] / trl["cpu_seconds"])
+                                                           if trl["pairs"] else float("inf"))}
+            run["load_average"] = load()
             figures["runs"].append(run)
             print(f"max_length {max_length}: {run['pairs_over_max_length']} of {len(pairs)} pairs longer "
                   f"(ours cuts their prompts; TRL drops {run['trl_pairs_dropped']})")
@@ -184,7 +206,12 @@ def main() -> None:
             print(f"  TRL:           {run['trl_pairs_per_second']:7.2f} pairs/s {run['trl_pair_tokens_per_second']:8.0f}"
                   f" pair tokens/s  ({trl['pairs']} pairs, {trl['seconds']:.1f} s loop, {trl['cpu_seconds']:.1f} s CPU)")
             print(f"  ratio ours/TRL: {run['ratio_pairs_per_second']:.2f}x pairs/s by loop wall time, "
-                  f"{run['ratio_pairs_per_cpu_second']:.2f}x by process CPU time")
+                  f"{run['ratio_pairs_per_cpu_second']:.2f}x by process CPU time; load average {run['load_average']}")
+            if top:
+                print(f"  ours, top {args.train_layers} layers learning: {top['pairs'] / top['seconds']:7.2f} pairs/s "
+                      f"({top['seconds']:.1f} s loop, {top['cpu_seconds']:.1f} s CPU): "
+                      f"{run['ratio_top_pairs_per_second']:.2f}x TRL by wall time, "
+                      f"{run['ratio_top_pairs_per_cpu_second']:.2f}x by CPU time")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 

@@ -282,16 +282,18 @@ def train_ppo(
     """Optimise the policy of ``policy_dir`` against the reward model of ``reward_dir`` on the prompts of
     ``prompts_path``; save the policy + tokenizer to ``out_dir`` and return the per-iteration metrics.
 
-    ``config.reward_max_length`` 0 reads the reward model at the reward stage's default length; the
-    runner passes the length recorded in the reward model version's config."""
+    ``config.reward_max_length`` 0 reads the reward model at the length it was trained with, as saved in
+    its folder (``reward_data.reward_max_length``; the reward stage's default for an older model without
+    that file). The runner passes the length recorded in the reward model version's config."""
     if isinstance(config, dict):
         config = PPOConfig.from_dict(config)
     if not config.reward_max_length:
         from dataclasses import replace
 
         from training.reward import RewardConfig
+        from training.reward_data import reward_max_length
 
-        config = replace(config, reward_max_length=RewardConfig().max_length)
+        config = replace(config, reward_max_length=reward_max_length(Path(reward_dir), RewardConfig().max_length))
     torch.manual_seed(config.seed)
     out_dir = Path(out_dir)
     prompts = read_prompts(Path(prompts_path))

@@ -12,10 +12,12 @@ bounds the padded tokens of one forward), so little padding is computed.
 
 The model is ``AutoModelForSequenceClassification`` with ``num_labels=1`` initialised from a causal
 LM folder (the head is new) and ``pad_token_id`` set in its config, saved with its tokenizer so
-``load_reward_model`` / PPO / the demo's win-rate open it with ``from_pretrained``. The score is read
-at the last non-pad position of the right-padded sequence; we gather it from the attention mask
-ourselves (``sequence_scores``), which equals transformers' pooling whenever the pad token does not
-occur inside a sequence and stays right when it does (pad = eos).
+``load_reward_model`` / PPO / the demo's win-rate open it with ``from_pretrained``. Scoring and the
+held-out accuracy live in ``training.reward_scoring`` (re-exported here for existing callers).
+
+``train_layers`` N > 0 lets only the top N transformer layers, the final norm and the head learn: the
+embeddings and the lower layers run forward only (autograd records nothing below the first trained
+layer), so a step costs well under a full forward-backward on a CPU, and AdamW (fused) skips them.
 
 The held-out split is by prompt; pairwise accuracy (ties excluded, a tied score counts as wrong)
 is measured, packed and without gradients, before training (``eval_initial``) and after every epoch;
@@ -41,21 +43,30 @@ from training.distributed import device as device_of_rank
 from training.reporting import NullReporter, Reporter, TrainingDiverged
 from training.reward_data import (
     SETTINGS_FILE,
-    Packed,
-    collate,
     count_pairs,
-    encode_for_scoring,
     encode_rankings,
     ensure_chat_template,
     ensure_pad_token,
     epoch_batches,
     micro_batches,
     ordered_pairs,
-    pack,
     read_rankings,
-    reward_max_length,
     split_by_prompt,
 )
+from training.reward_scoring import (
+    load_reward_model,
+    packed_scores,
+    pairwise_accuracy,
+    ranking_scores,
+    score_sequences,
+    score_texts,
+    sequence_scores,
+)
+
+__all__ = [  # the scoring helpers stay importable from here (PPO, the demo loop, tests)
+    "RewardConfig", "grouped_ranking_loss", "load_reward_model", "lr_at", "packed_scores", "pairwise_accuracy",
+    "ranking_scores", "score_sequences", "score_texts", "sequence_scores", "train_reward",
+]
 
 
 @dataclass
@@ -80,6 +91,7 @@ class RewardConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_target_modules: str = "all-linear"  # or comma-separated module names
+    train_layers: int = 0  # > 0: only the top N transformer layers, the final norm and the head learn (LoRA: get adapters)
     seed: int = 0
 
     @classmethod
@@ -97,6 +109,8 @@ class RewardConfig:
             raise ValueError("micro_batch_tokens must be >= 64")
         if self.max_length < 8:
             raise ValueError("max_length must be >= 8")
+        if self.train_layers < 0:
+            raise ValueError("train_layers must be >= 0 (0: every layer learns)")
 
 
 def grouped_ranking_loss(scores: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
@@ -110,126 +124,6 @@ def grouped_ranking_loss(scores: torch.Tensor, ranks: torch.Tensor) -> torch.Ten
         return scores.sum() * 0.0
     margins = scores[:, None] - scores[None, :]
     return -F.logsigmoid(margins[better]).mean()
-
-
-def _inner(model):
-    """The transformers model under a peft wrapper (LoRA layers are injected into it in place)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def sequence_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The head's output at the last attended position of each row: a float tensor of shape [batch]."""
-    inner = _inner(model)
-    backbone = getattr(inner, inner.base_model_prefix, None)
-    head = getattr(inner, "score", None)
-    if backbone is None or head is None:  # an architecture with another head name: transformers' pooling
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0].float()
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-    positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-    last = (positions * attention_mask).argmax(-1)
-    pooled = hidden[torch.arange(input_ids.shape[0], device=input_ids.device), last]
-    return head(pooled)[:, 0].float()
-
-
-def packed_scores(model, packed: Packed, device) -> torch.Tensor:
-    """The score of every answer of packed rankings (ranking then answer order), each equal to its score
-    alone on ``prompt + answer``: a float tensor of shape [answers]."""
-    inner = _inner(model)
-    backbone = getattr(inner, inner.base_model_prefix, None)
-    head = getattr(inner, "score", None)
-    if backbone is None or head is None:
-        raise ValueError(f"cannot pack rankings for {type(inner).__name__}: no backbone and 'score' head")
-    hidden = backbone(input_ids=packed.input_ids.to(device), attention_mask=packed.attention_mask.to(device),
-                      position_ids=packed.position_ids.to(device), use_cache=False).last_hidden_state
-    rows, columns = packed.last
-    return head(hidden[rows.to(device), columns.to(device)])[:, 0].float()
-
-
-def _packs(model) -> bool:
-    inner = _inner(model)
-    return getattr(inner, inner.base_model_prefix, None) is not None and getattr(inner, "score", None) is not None
-
-
-def ranking_scores(model, rankings, pad_id: int, device) -> torch.Tensor:
-    """Scores of every answer of ``rankings`` in one forward pass: packed when the architecture allows,
-    else each (prompt, answer) as its own padded sequence."""
-    if _packs(model):
-        dtype = next(model.parameters()).dtype
-        return packed_scores(model, pack(rankings, pad_id, dtype if dtype.is_floating_point else torch.float32),
-                             device)
-    input_ids, mask = collate([s for r in rankings for s in r.sequences], pad_id)
-    return sequence_scores(model, input_ids.to(device), mask.to(device))
-
-
-@torch.no_grad()
-def score_sequences(model, sequences: list[list[int]], pad_id: int, batch_size: int = 8) -> list[float]:
-    """Scores of token lists, batched shortest first (less padding), returned in the given order."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    scores = [0.0] * len(sequences)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        input_ids, mask = collate([sequences[i] for i in chunk], pad_id)
-        values = sequence_scores(model, input_ids.to(device), mask.to(device)).tolist()
-        for i, value in zip(chunk, values, strict=True):
-            scores[i] = value
-    model.train(was_training)
-    return scores
-
-
-def load_reward_model(folder: Path):
-    """(model, tokenizer) of a saved reward model, in eval mode, float32."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    ensure_pad_token(tokenizer)
-    ensure_chat_template(tokenizer)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    model.eval()
-    return model, tokenizer
-
-
-def score_texts(model, tokenizer, prompts: list[list[dict]], answers: list[str], batch_size: int = 8,
-                max_length: int | None = None) -> list[float]:
-    """The reward of each (prompt messages, assistant answer), no gradient; long inputs are truncated
-    like in training (prompt from the left). ``max_length`` defaults to the model's context, at most 2048."""
-    if len(prompts) != len(answers):
-        raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
-    pad_id = ensure_pad_token(tokenizer)
-    ensure_chat_template(tokenizer)
-    if max_length is None:
-        folder = getattr(_inner(model).config, "_name_or_path", "") or ""
-        context = min(2048, getattr(_inner(model).config, "max_position_embeddings", 2048) or 2048)
-        max_length = reward_max_length(Path(folder), context) if folder else context
-    sequences = [encode_for_scoring(tokenizer, p, a, max_length) for p, a in zip(prompts, answers, strict=True)]
-    return score_sequences(model, sequences, pad_id, batch_size)
-
-
-@torch.no_grad()
-def pairwise_accuracy(model, encoded, pad_id: int, batch_size: int, max_tokens: int = 8192) -> float | None:
-    """Share of held-out (better, worse) pairs scored in the right order; None without pairs. Packed,
-    shortest rankings first, ``batch_size`` rankings and ``max_tokens`` padded tokens per forward pass."""
-    rank, size = world()
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    correct = total = 0
-    for group in micro_batches(encoded[rank::size], batch_size, max_tokens):
-        scores = ranking_scores(model, group, pad_id, device).tolist()
-        offset = 0
-        for ranking in group:
-            values = scores[offset:offset + len(ranking.answers)]
-            offset += len(ranking.answers)
-            for better, worse in ordered_pairs(ranking.ranks):
-                total += 1
-                correct += int(values[better] > values[worse])
-    model.train(was_training)
-    correct, total = all_reduce_sum([float(correct), float(total)])
-    return correct / total if total else None
 
 
 def _evaluate(model, encoded, pad_id: int, config: RewardConfig) -> float | None:
@@ -257,6 +151,7 @@ def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, pad_token_id=pad_id,
                                                                dtype=torch.float32)
     model.config.pad_token_id = pad_id
+    top = _top_layers(model, config.train_layers)
     if config.lora:
         from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -267,11 +162,48 @@ def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):
             modules = targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()]
             model = get_peft_model(model, LoraConfig(
                 r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                target_modules=modules, task_type="SEQ_CLS", modules_to_save=["score"]))
+                target_modules=_in_layers(model, modules, top), task_type="SEQ_CLS", modules_to_save=["score"]))
+    elif top is not None:
+        _freeze_below(model, top)
     for module in model.modules():  # dropout makes the K scores of one ranking noisy relative to each other
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     return model, tokenizer
+
+
+def _top_layers(model, count: int) -> list[int] | None:
+    """Indices of the top ``count`` transformer layers (None: every layer learns)."""
+    if not count:
+        return None
+    layers = getattr(getattr(model, model.base_model_prefix, None), "layers", None)
+    if layers is None:
+        raise ValueError(f"train_layers needs a model with a 'layers' stack; {type(model).__name__} has none")
+    return list(range(max(0, len(layers) - count), len(layers)))
+
+
+def _in_layers(model, modules: str | list[str], top: list[int] | None) -> str | list[str]:
+    """LoRA targets limited to the ``top`` layers: the full names of their linear modules (all of them for
+    ``all-linear``, else those named in ``modules``), so the layers below get no adapters."""
+    if top is None:
+        return modules
+    prefix = model.base_model_prefix
+    wanted = tuple(f"{prefix}.layers.{i}." for i in top)
+    return [name for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.startswith(wanted)
+            and (modules == "all-linear" or name.rsplit(".", 1)[-1] in modules)]
+
+
+def _freeze_below(model, top: list[int]) -> None:
+    """Only the ``top`` layers, the final norm and the score head keep gradients. The frozen lower layers
+    (and the embeddings) then run forward only: autograd records nothing below the first trained layer,
+    so a step costs about a third of the frozen part's full forward-backward, and AdamW skips them."""
+    backbone = getattr(model, model.base_model_prefix)
+    model.requires_grad_(False)
+    for index in top:
+        backbone.layers[index].requires_grad_(True)
+    for module in (getattr(backbone, "norm", None), model.score):
+        if module is not None:
+            module.requires_grad_(True)
 
 
 def _save_checkpoint(path: Path, model, tokenizer, optimizer, step: int, config: RewardConfig, history: dict) -> None:
@@ -341,7 +273,8 @@ def train_reward(
     train_enc, train_stats = encode_rankings(tokenizer, reporter.counted("tokenizing rankings", train_set), config.max_length)
     eval_enc, eval_stats = encode_rankings(tokenizer, eval_set, config.max_length)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
+                                  fused=device.type in ("cpu", "cuda"))  # one kernel per step, as TRL's default
     steps_per_epoch = math.ceil(len(train_enc) / config.batch_size)
     total_steps = config.max_steps or steps_per_epoch * config.epochs
 

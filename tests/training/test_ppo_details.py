@@ -134,3 +134,26 @@ def test_the_reward_model_reads_what_it_was_trained_on(models):
     trained_as = [encode_pair_texts(rm_tok, p, [a], 16)[0] for p, a in zip(long_prompt, rollout.answers, strict=True)]
     expected = score_sequences(rm, trained_as, rm_tok.pad_token_id)
     assert rollout.raw_scores.tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_reward_length_of_zero_reads_the_length_the_reward_model_was_trained_with(models, tmp_path, monkeypatch):
+    """A reward model trained at 16 tokens is read at 16 when PPO's ``reward_max_length`` is 0 (the default),
+    not at the reward stage's default length."""
+    import shutil
+
+    from training.reward_data import SETTINGS_FILE
+
+    rm_dir = tmp_path / "rm16"
+    shutil.copytree(models["rm"], rm_dir)
+    (rm_dir / SETTINGS_FILE).write_text('{"max_length": 16}')
+    lengths = []
+    real = ppo_module.collect_rollout
+
+    def recording(*args):
+        lengths.append(args[-1].reward_max_length)
+        return real(*args)
+
+    monkeypatch.setattr(ppo_module, "collect_rollout", recording)
+    config = PPOConfig(**FAST | {"iterations": 1, "reward_max_length": 0})
+    train_ppo(models["policy"], rm_dir, models["prompts"], tmp_path / "out", config, ListReporter())
+    assert lengths == [16]

@@ -263,3 +263,21 @@ def test_a_nan_gradient_stops_reward_training_at_its_step(tiny_model_dir, rankin
     monkeypatch.setattr(stage, "average_gradients", poison_gradients)
     with pytest.raises(TrainingDiverged, match=r"reward-model gradient norm became nan at step 1\b"):
         train_reward(tiny_model_dir, rankings_file, tmp_path / "out", RewardConfig(max_steps=2, **FAST))
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_train_layers_leaves_the_lower_layers_and_embeddings_as_the_parent_had_them(tiny_model_dir, rankings_file,
+                                                                                     tmp_path, lora):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    parent = AutoModelForCausalLM.from_pretrained(tiny_model_dir).model.state_dict()
+    extra = dict(lora=True, lora_r=4, lora_alpha=8) if lora else {}
+    train_reward(tiny_model_dir, rankings_file, tmp_path / "out", RewardConfig(max_steps=3, train_layers=1, **FAST,
+                                                                                 **extra))
+    trained = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").model.state_dict()
+    top = max(int(name.split(".")[1]) for name in parent if name.startswith("layers."))
+    below = [n for n in parent if not n.startswith(f"layers.{top}.") and n != "norm.weight"]
+    above = [n for n in parent if n.startswith(f"layers.{top}.") and n.endswith("proj.weight")]
+    assert top >= 1 and "embed_tokens.weight" in below
+    assert all(torch.equal(parent[n], trained[n]) for n in below)
+    assert any(not torch.equal(parent[n], trained[n]) for n in above)
