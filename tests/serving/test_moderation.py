@@ -239,6 +239,23 @@ def test_spaced_letters_fold_back_into_words():
     assert normalize("room 1 2 3, the U S A") == "room 1 2 3, the usa"
 
 
+@pytest.mark.parametrize(("text", "folded"), [
+    ("k i l l  y o u r  f a m i l y", "kill your family"),  # a wider gap between words
+    ("i will k.i.l.l y.o.u", "i will kill you"),  # dots between letters, spaces between words
+    ("k i l l i n g  them", "killing them"),  # a known word plus an ending stays whole
+    ("s t u d s", "studs"),
+])
+def test_spaced_words_keep_their_boundaries(text, folded):
+    assert normalize(text) == folded
+
+
+def test_leetspeak_in_short_words_folds_but_numbers_with_units_stay():
+    assert normalize("f*ck 4ll of them, 1f you c4n") == "fck all of them, if you can"
+    assert normalize("0f c0urse 1n time") == "of course in time"
+    assert normalize("a 5k run on the 2nd at 10pm, 4x4 truck, 1080p, 24h, the 1990s") == \
+        "a 5k run on the 2nd at 10pm, 4x4 truck, 1080p, 24h, the 1990s"
+
+
 def test_a_broken_model_folder_fails_closed(tmp_path):
     from shutil import copytree
 
