@@ -310,11 +310,12 @@ class ModerationModel:
         (folder / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
 
 
-def load_model(folder: str | Path) -> tuple[ModerationModel, dict]:
+def load_model(folder: str | Path, *, runtime: str | None = None) -> tuple[ModerationModel, dict]:
     """The model of a folder and its config; raises (OSError/ValueError/ImportError) if any part is missing.
 
     Format version 1 (n-gram only) folders still load; version 2 adds ``encoder`` (see
-    training/moderation_encoder.py), ``encoder_weight`` and model-level ``thresholds``.
+    training/moderation_encoder.py), ``encoder_weight`` and model-level ``thresholds``. ``runtime``
+    ("onnx"/"torch") overrides the folder's choice of what runs the encoder (benches compare both).
     """
     from safetensors.numpy import load_file
 
@@ -326,7 +327,7 @@ def load_model(folder: str | Path) -> tuple[ModerationModel, dict]:
     if config.get("encoder"):
         from training.moderation_encoder import EncoderClassifier
 
-        encoder = EncoderClassifier.load(folder, config["encoder"], ngram.categories)
+        encoder = EncoderClassifier.load(folder, config["encoder"], ngram.categories, runtime=runtime)
     model = ModerationModel(ngram, encoder=encoder, encoder_weight=config.get("encoder_weight"),
                             thresholds=config.get("thresholds"), lexicon=config.get("lexicon", DEFAULT_LEXICON))
     return model, config
