@@ -82,7 +82,8 @@ def _join_run(match: re.Match) -> str:
     # The commonest separator is the one between letters; a different one that holds a space is a
     # gap between words ("k i l l  y o u", "k.i.l.l y.o.u"), so each word is joined on its own.
     seps = _SEP_ONLY.findall(run)
-    between = max(set(seps), key=seps.count)
+    # a tie ("i'm a") goes to the separator that is not a space, so the space stays a word gap
+    between = max(sorted(set(seps)), key=lambda sep: (seps.count(sep), not sep.isspace()))
     words = [""]
     for i, piece in enumerate(_SEP_ONLY.split(run)):
         if i and seps[i - 1] != between and seps[i - 1].isspace():

@@ -204,10 +204,7 @@ def test_new_phrasings_of_harm_are_flagged(moderator, category, text):
     "What are the early symptoms of chlamydia?",
     "What is the maximum safe dose of paracetamol for an adult?",
     "My grandfather has dementia; how can I help him sleep better?",
-    # Known false positive of the shipped model (sexual 0.72): the corpus has few benign questions that
-    # mention children and sex together. Strict, so a model that fixes it makes this test say so.
-    pytest.param("How do I explain to my child where babies come from?",
-                 marks=pytest.mark.xfail(strict=True, reason="known false positive (sexual, sexual/minors)")),
+    "How do I explain to my child where babies come from?",
 ])
 def test_everyday_sex_education_and_medical_questions_are_not_flagged(moderator, text):
     result = moderator.check(text)
@@ -244,6 +241,7 @@ def test_spaced_letters_fold_back_into_words():
     ("i will k.i.l.l y.o.u", "i will kill you"),  # dots between letters, spaces between words
     ("k i l l i n g  them", "killing them"),  # a known word plus an ending stays whole
     ("s t u d s", "studs"),
+    ("I'm a teacher", "im a teacher"),
 ])
 def test_spaced_words_keep_their_boundaries(text, folded):
     assert normalize(text) == folded
