@@ -12,7 +12,9 @@
    sparse feature matrices, null-masked, positives up-weighted).
 4. The encoder classifier: the parent's encoder (or, without a parent, ``encoder``: the package's
    all-MiniLM-L6-v2 cut to ``encoder_layers`` layers, or a tiny one for tests) with a multi-label head
-   trained on its pooled embeddings (null-masked, class-balanced; started from the parent's head).
+   trained on its pooled vectors as the server computes them (``runtime``, int8; null-masked,
+   class-balanced; started from the parent's head); with ``finetune_layers`` the top layers are then
+   trained together with the head (training/moderation_finetune.py).
 5. Per category, on dev: the encoder's share of the logit (``WEIGHT_GRID``, best average precision) and
    the threshold (highest recall at ``precision_target``; best F1 where the target is out of reach).
 6. Figures: per-category dev AUPRC / precision / recall of the new model and, on the same rows, of
@@ -181,41 +183,6 @@ def masked_bce(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, pos_we
     return (loss * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-# --- the encoder head ---
-
-def fit_head(x: torch.Tensor, labels: np.ndarray, known: np.ndarray, config: ModerationTrainConfig,
-             reporter: Reporter, *, init: tuple[torch.Tensor, torch.Tensor] | None, step0: int,
-             ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """A linear multi-label head on pooled embeddings: null-masked, class-balanced, full-batch Adam."""
-    torch.manual_seed(config.seed)
-    y, mask = torch.from_numpy(labels), torch.from_numpy(known)
-    n_cat, hidden = y.shape[1], x.shape[1]
-    mean, std = x.mean(0), x.std(0).clamp(min=1e-4)
-    xs = (x - mean) / std  # standardised features train faster; folded back into the weights below
-    weight = torch.nn.Parameter(torch.zeros(n_cat, hidden))
-    pos, neg = (y * mask).sum(0), ((1 - y) * mask).sum(0)
-    bias = torch.nn.Parameter(torch.log((pos + 1) / (neg + 1)))
-    if init is not None:  # the parent's head, expressed on standardised features
-        w0, b0 = init
-        with torch.no_grad():
-            weight.copy_(w0 * std)
-            bias.copy_(b0 + w0 @ mean)
-    pos_weight = ((neg + 1) / (pos + 1)).clamp(1.0, 50.0)
-    optimizer = torch.optim.Adam([weight, bias], lr=config.head_learning_rate, weight_decay=1e-4)
-    loss_value = float("nan")
-    for epoch in range(config.head_epochs):
-        optimizer.zero_grad()
-        loss = masked_bce(xs @ weight.T + bias, y, mask, pos_weight)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"moderation head loss became {loss_value} at step {epoch + 1}")
-        loss.backward()
-        optimizer.step()
-        reporter.progress(step0 + epoch + 1, config.epochs + config.head_epochs, {"loss": loss_value})
-    w = weight.detach() / std
-    return w, bias.detach() - w @ mean, loss_value
-
-
 def calibrate(ngram_logits: np.ndarray, encoder_logits: np.ndarray | None, labels: np.ndarray, known: np.ndarray,
               categories: list[str], config: ModerationTrainConfig) -> tuple[dict, dict]:
     """Per category: the encoder's logit share (best dev AUPRC) and the threshold (see ``threshold_for``)."""
@@ -340,7 +307,7 @@ def train_moderation(data_path: str | Path, out_dir: str | Path, config: Moderat
     head, head_loss, dev_pooled = None, None, None
     if encoder is not None:
         from training.moderation_encoder import EncoderClassifier
-        from training.moderation_finetune import finetune_top, lower_states, served_features
+        from training.moderation_finetune import finetune_top, fit_head, lower_states, served_features
 
         runtime = config.runtime if source == "package" else "torch"  # tiny test encoders: no export
         tuned = dict(base.encoder.tuned) if base is not None and base.encoder is not None else {}

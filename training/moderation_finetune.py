@@ -1,4 +1,8 @@
-"""Fine-tuning the encoder's top layer(s) together with the head, end to end from the pooled vector to the loss.
+"""Training the encoder half of the moderation model: the head on served features, and fine-tuning the top layer(s).
+
+``fit_head`` trains the linear head on frozen pooled vectors (``served_features``: what the server's
+runtime computes, int8 included). ``finetune_top`` then trains the encoder's top layer(s) with the
+head, end to end from the pooled vector to the loss.
 
 Why only the top: on a shared CPU a full backward pass through the encoder for the corpus does not fit a
 run's budget; the lower layers' token states are computed once (no gradient, the expensive part) and the
@@ -18,6 +22,41 @@ import numpy as np
 import torch
 
 from training.reporting import Reporter, TrainingDiverged
+
+
+def fit_head(x: torch.Tensor, labels: np.ndarray, known: np.ndarray, config,
+             reporter: Reporter, *, init: tuple[torch.Tensor, torch.Tensor] | None, step0: int,
+             ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """A linear multi-label head on pooled embeddings: null-masked, class-balanced, full-batch Adam."""
+    from training.moderation import masked_bce
+
+    torch.manual_seed(config.seed)
+    y, mask = torch.from_numpy(labels), torch.from_numpy(known)
+    n_cat, hidden = y.shape[1], x.shape[1]
+    mean, std = x.mean(0), x.std(0).clamp(min=1e-4)
+    xs = (x - mean) / std  # standardised features train faster; folded back into the weights below
+    weight = torch.nn.Parameter(torch.zeros(n_cat, hidden))
+    pos, neg = (y * mask).sum(0), ((1 - y) * mask).sum(0)
+    bias = torch.nn.Parameter(torch.log((pos + 1) / (neg + 1)))
+    if init is not None:  # the parent's head, expressed on standardised features
+        w0, b0 = init
+        with torch.no_grad():
+            weight.copy_(w0 * std)
+            bias.copy_(b0 + w0 @ mean)
+    pos_weight = ((neg + 1) / (pos + 1)).clamp(1.0, 50.0)
+    optimizer = torch.optim.Adam([weight, bias], lr=config.head_learning_rate, weight_decay=1e-4)
+    loss_value = float("nan")
+    for epoch in range(config.head_epochs):
+        optimizer.zero_grad()
+        loss = masked_bce(xs @ weight.T + bias, y, mask, pos_weight)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"moderation head loss became {loss_value} at step {epoch + 1}")
+        loss.backward()
+        optimizer.step()
+        reporter.progress(step0 + epoch + 1, config.epochs + config.head_epochs, {"loss": loss_value})
+    w = weight.detach() / std
+    return w, bias.detach() - w @ mean, loss_value
 
 
 def lower_states(encoder, norms: list[str], layers: int, *, cache: dict | None = None,
