@@ -4,7 +4,7 @@ For every model, per category and "any category" (see training/moderation_qualit
 are masked): AUPRC, and precision/recall at the model's own thresholds.
 
 - ``old n-gram``: the model shipped before the encoder (templates-trained), loaded from git
-  (``--old REV``, default ``main``'s serving/moderation_model/) or ``--old-folder``;
+  (``--old REV``, default 64e4ff1, the last commit before the encoder) or ``--old-folder``;
 - ``n-gram``, ``encoder``: the two halves of the shipped ensemble alone (AUPRC only: their
   thresholds were never chosen alone);
 - ``ensemble``: the shipped model (serving/moderation_model/ or ``--folder``), lexicon included;
@@ -92,6 +92,8 @@ def latency(moderator: Moderator, texts: list[str], threads: int) -> tuple[float
     import torch
 
     torch.set_num_threads(threads)
+    if moderator.classifier.encoder is not None:
+        moderator.classifier.encoder.set_threads(threads)
     for text in texts[:10]:
         moderator._run(text)
     ms = []
@@ -126,7 +128,7 @@ OBFUSCATIONS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", default=str(DEFAULT_FOLDER))
-    parser.add_argument("--old", default="main", help="git revision of the old n-gram model")
+    parser.add_argument("--old", default="64e4ff1", help="git revision of the old (n-gram only) model")
     parser.add_argument("--old-folder", default=None)
     parser.add_argument("--peer-path", default=None)
     parser.add_argument("--limit", type=int, default=0, help="dev rows (0: all); positives always kept")
@@ -174,7 +176,8 @@ def main() -> None:
     tok = model.encoder.encoder.tokenize if model.encoder is not None else None
     short = [t for t in texts if tok is None or int(tok([t], max_length=100_000)["attention_mask"].sum()) <= 128]
     sample = random.Random(1).sample(short, min(len(short), args.latency_messages))
-    print("\nlatency per message (<= 128 tokens, Moderator without the thread pool)")
+    print(f"\nlatency per message (<= 128 tokens, Moderator without the thread pool, encoder "
+          f"{getattr(model.encoder, 'runtime', 'none')}; bench/moderation_latency.py compares runtimes)")
     for threads in (1, 2):
         p50, p99 = latency(moderator, sample, threads)
         print(f"  {threads} thread(s): p50 {p50:.2f} ms  p99 {p99:.2f} ms")

@@ -42,7 +42,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "min_threshold": (0, 1), "max_threshold": (0, 1), "precision_target": (0, 1),
     "corpus_negatives": (0, BIG), "corpus_positives": (0, BIG), "dev_rows": (-1, BIG),
     "encoder_layers": (1, 48), "encoder_max_length": (8, 512), "head_epochs": (1, 100_000),
-    "head_learning_rate": (1e-10, 10.0),
+    "head_learning_rate": (1e-10, 10.0), "finetune_layers": (0, 48), "finetune_epochs": (0, 100),
+    "finetune_learning_rate": (1e-10, 1.0),
     # pre-training model shape
     "vocab_size": (16, 1_000_000), "n_layer": (1, 256), "n_embd": (8, 16_384), "n_head": (1, 256),
     # runner keys

@@ -12,7 +12,9 @@
    sparse feature matrices, null-masked, positives up-weighted).
 4. The encoder classifier: the parent's encoder (or, without a parent, ``encoder``: the package's
    all-MiniLM-L6-v2 cut to ``encoder_layers`` layers, or a tiny one for tests) with a multi-label head
-   trained on its pooled embeddings (null-masked, class-balanced; started from the parent's head).
+   trained on its pooled vectors as the server computes them (``runtime``, int8; null-masked,
+   class-balanced; started from the parent's head); with ``finetune_layers`` the top layers are then
+   trained together with the head (training/moderation_finetune.py).
 5. Per category, on dev: the encoder's share of the logit (``WEIGHT_GRID``, best average precision) and
    the threshold (highest recall at ``precision_target``; best F1 where the target is out of reach).
 6. Figures: per-category dev AUPRC / precision / recall of the new model and, on the same rows, of
@@ -57,6 +59,7 @@ from training.reporting import NullReporter, Reporter, TrainingDiverged
 __all__ = ["ModerationTrainConfig", "merge_rows", "read_rows", "split_rows", "train_moderation", "with_parents"]
 
 WEIGHT_GRID = (0.0, 0.25, 0.4, 0.5, 0.6, 0.75, 1.0)
+FINETUNE_BATCH = 32
 
 
 @dataclass
@@ -80,6 +83,10 @@ class ModerationTrainConfig:
     quantize: str = "int8"  # how the server runs the encoder: "int8" (dynamic, linear layers) or "" (float)
     head_epochs: int = 300
     head_learning_rate: float = 0.01
+    runtime: str = "onnx"  # what serves the encoder ("onnx" or "torch"); the head learns on its int8 vectors
+    finetune_layers: int = 0  # top encoder layers trained with the head (0: head on frozen features)
+    finetune_epochs: int = 1
+    finetune_learning_rate: float = 3e-5
     precision_target: float = 0.8
     min_threshold: float = 0.05
     max_threshold: float = 0.95
@@ -176,41 +183,6 @@ def masked_bce(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, pos_we
     return (loss * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-# --- the encoder head ---
-
-def fit_head(x: torch.Tensor, labels: np.ndarray, known: np.ndarray, config: ModerationTrainConfig,
-             reporter: Reporter, *, init: tuple[torch.Tensor, torch.Tensor] | None, step0: int,
-             ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """A linear multi-label head on pooled embeddings: null-masked, class-balanced, full-batch Adam."""
-    torch.manual_seed(config.seed)
-    y, mask = torch.from_numpy(labels), torch.from_numpy(known)
-    n_cat, hidden = y.shape[1], x.shape[1]
-    mean, std = x.mean(0), x.std(0).clamp(min=1e-4)
-    xs = (x - mean) / std  # standardised features train faster; folded back into the weights below
-    weight = torch.nn.Parameter(torch.zeros(n_cat, hidden))
-    pos, neg = (y * mask).sum(0), ((1 - y) * mask).sum(0)
-    bias = torch.nn.Parameter(torch.log((pos + 1) / (neg + 1)))
-    if init is not None:  # the parent's head, expressed on standardised features
-        w0, b0 = init
-        with torch.no_grad():
-            weight.copy_(w0 * std)
-            bias.copy_(b0 + w0 @ mean)
-    pos_weight = ((neg + 1) / (pos + 1)).clamp(1.0, 50.0)
-    optimizer = torch.optim.Adam([weight, bias], lr=config.head_learning_rate, weight_decay=1e-4)
-    loss_value = float("nan")
-    for epoch in range(config.head_epochs):
-        optimizer.zero_grad()
-        loss = masked_bce(xs @ weight.T + bias, y, mask, pos_weight)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"moderation head loss became {loss_value} at step {epoch + 1}")
-        loss.backward()
-        optimizer.step()
-        reporter.progress(step0 + epoch + 1, config.epochs + config.head_epochs, {"loss": loss_value})
-    w = weight.detach() / std
-    return w, bias.detach() - w @ mean, loss_value
-
-
 def calibrate(ngram_logits: np.ndarray, encoder_logits: np.ndarray | None, labels: np.ndarray, known: np.ndarray,
               categories: list[str], config: ModerationTrainConfig) -> tuple[dict, dict]:
     """Per category: the encoder's logit share (best dev AUPRC) and the threshold (see ``threshold_for``)."""
@@ -283,16 +255,10 @@ def build_encoder(base: ModerationModel | None, categories: list[str], norms: li
     raise TrainingError(f"encoder must be package, tiny or none, not {config.encoder!r}")
 
 
-def embed(encoder, norms: list[str], cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-    """Pooled vectors of ``norms`` (shortest first, for less padding), reusing and filling ``cache``."""
-    if cache is None:
-        cache = {}
-    todo = sorted({n for n in norms if n not in cache}, key=len)
-    for start in range(0, len(todo), 64):
-        chunk = todo[start:start + 64]
-        for text, vec in zip(chunk, encoder.embed(chunk), strict=True):
-            cache[text] = vec
-    return torch.stack([cache[n] for n in norms]) if norms else torch.zeros(0, encoder.hidden_size)
+def total_steps(config: ModerationTrainConfig, rows: int) -> int:
+    """Progress steps of a run with an encoder: n-gram epochs, head epochs, fine-tuning batches."""
+    tune = config.finetune_epochs * math.ceil(rows / FINETUNE_BATCH) if config.finetune_layers else 0
+    return config.epochs + config.head_epochs + tune
 
 
 def train_moderation(data_path: str | Path, out_dir: str | Path, config: ModerationTrainConfig | None = None,
@@ -301,6 +267,8 @@ def train_moderation(data_path: str | Path, out_dir: str | Path, config: Moderat
     config = config or ModerationTrainConfig()
     if config.n_features & (config.n_features - 1):
         raise TrainingError("n_features must be a power of two")
+    if config.runtime not in ("onnx", "torch"):
+        raise TrainingError(f"runtime must be onnx or torch, not {config.runtime!r}")
     rows = read_rows(data_path)
     base, lexicon = None, DEFAULT_LEXICON
     if base_dir is not None:
@@ -339,12 +307,24 @@ def train_moderation(data_path: str | Path, out_dir: str | Path, config: Moderat
     head, head_loss, dev_pooled = None, None, None
     if encoder is not None:
         from training.moderation_encoder import EncoderClassifier
+        from training.moderation_finetune import finetune_top, fit_head, lower_states, served_features
 
-        x = embed(encoder, norms, embedding_cache)
+        runtime = config.runtime if source == "package" else "torch"  # tiny test encoders: no export
+        tuned = dict(base.encoder.tuned) if base is not None and base.encoder is not None else {}
+        cache = {} if embedding_cache is None else embedding_cache
+        x = served_features(encoder, norms, runtime=runtime, quantize=config.quantize, cache=cache)
         w, b, head_loss = fit_head(x, labels, known, config, reporter, init=init, step0=config.epochs)
+        if config.finetune_layers:
+            states = lower_states(encoder, norms, config.finetune_layers)
+            w, b, new, head_loss = finetune_top(
+                encoder, (w, b), states, labels, known, layers=config.finetune_layers,
+                epochs=config.finetune_epochs, lr_layers=config.finetune_learning_rate, seed=config.seed,
+                reporter=reporter, step0=config.epochs + config.head_epochs, total_steps=total_steps(config, len(norms)))
+            tuned.update(new)
+            cache = {}  # the encoder changed: its old vectors are stale
         head = EncoderClassifier(encoder, w, b, categories, source=source, quantize=config.quantize,
-                                 tuned=base.encoder.tuned if base is not None and base.encoder is not None else None)
-        dev_pooled = embed(encoder, dev_norms, embedding_cache)
+                                 runtime=runtime, tuned=tuned)
+        dev_pooled = served_features(encoder, dev_norms, runtime=runtime, quantize=config.quantize, cache=cache)
     ngram_dev = np.stack([ngram.logits(n) for n in dev_norms]) if dev_norms else np.zeros((0, len(categories)))
     enc_dev = (dev_pooled @ head.weight.T + head.bias).numpy() if head is not None and dev_norms else None
     weights, thresholds = calibrate(ngram_dev, enc_dev, dev_labels, dev_known, categories, config)
@@ -364,7 +344,7 @@ def train_moderation(data_path: str | Path, out_dir: str | Path, config: Moderat
                     for c in [*categories, "any"] if c in report}
     result = {
         "rows": len(rows), "rows_train": len(train_all), "rows_ngram": len(ngram_rows), "rows_eval": len(dev_all),
-        "steps": config.epochs + (config.head_epochs if encoder is not None else 0),
+        "steps": total_steps(config, len(norms)) if encoder is not None else config.epochs,
         "train_loss": ngram_loss, "head_loss": head_loss, "categories": categories, "thresholds": thresholds,
         "encoder_weight": weights, "dev_auprc": report.get("any", {}).get("auprc"),
         "parent_dev_auprc": parent_report.get("any", {}).get("auprc"),

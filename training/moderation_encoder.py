@@ -14,13 +14,16 @@ What a folder stores (``config["encoder"]``):
 - ``source: "folder"``: a small encoder saved whole (``encoder.*`` tensors + ``tokenizer.json`` +
   ``bert_config``): what tests and tiny runs use.
 
-``quantize: "int8"`` applies torch dynamic int8 quantisation to the encoder's linear layers at load
-time (serving); training always works on the float model.
+``runtime`` says what runs it when serving: ``"onnx"`` (ONNX Runtime, training/moderation_onnx.py: the
+graph is exported from the float weights at the first check and cached on disk) or ``"torch"``.
+``quantize: "int8"`` is dynamic int8 for the linear layers in either runtime; training always works on
+the float model.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from pathlib import Path
 
@@ -35,7 +38,8 @@ WINDOW_STRIDE = 0.5  # windows overlap by half their length
 
 class EncoderClassifier:
     def __init__(self, encoder: Encoder, weight: torch.Tensor, bias: torch.Tensor, categories, *,
-                 source: str = "package", tuned: dict[str, torch.Tensor] | None = None, quantize: str = "") -> None:
+                 source: str = "package", tuned: dict[str, torch.Tensor] | None = None, quantize: str = "",
+                 runtime: str = "torch", threads: int = 1) -> None:
         self.encoder = encoder
         self.categories = tuple(categories)
         self.weight = weight.float().contiguous()  # (C, H)
@@ -46,40 +50,75 @@ class EncoderClassifier:
         self.source = source
         self.tuned = dict(tuned or {})  # encoder tensors that differ from the base (saved with the head)
         self.quantize = quantize
+        self.runtime = runtime
         self.model = encoder.model
-        if quantize == "int8":
+        self.onnx = None  # built at the first check (training never needs it), see ``_session``
+        self.threads = threads
+        self._lock = threading.Lock()
+        if runtime not in ("onnx", "torch"):
+            raise ValueError(f"encoder runtime must be 'onnx' or 'torch', not {runtime!r}")
+        if runtime == "torch" and quantize == "int8":
             with warnings.catch_warnings():  # torch marks eager-mode quantisation deprecated; it still works in 2.13
                 warnings.simplefilter("ignore")
                 self.model = torch.ao.quantization.quantize_dynamic(encoder.model, {torch.nn.Linear},
                                                                     dtype=torch.qint8)
+        # An unpadded, untruncated copy of the tokenizer: windows are cut here, and ``Encoder.tokenize``
+        # (training) changes its tokenizer's padding settings on every call.
+        self._tokenizer = type(encoder.tokenizer).from_str(encoder.tokenizer.to_str())
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        self._head_w = self.weight.numpy().T.copy()
+        self._head_b = self.bias.numpy().copy()
 
-    def pooled(self, norms: list[str]) -> list[torch.Tensor]:
-        """Per text, its windows' pooled vectors (windows, H): one window up to ``max_length`` tokens."""
-        enc = self.encoder
-        max_len = enc.max_length
-        batch = enc.tokenize(norms, max_length=100_000)
-        vectors = []
+    def set_threads(self, threads: int) -> None:
+        """Threads one check may use (the ONNX session's intra-op pool; torch's is process-wide)."""
+        self.threads = threads
+        if self.onnx is not None:
+            self.onnx.set_threads(threads)
+        if self.runtime == "torch":
+            torch.set_num_threads(threads)
+
+    def _session(self):
+        """The ONNX session, exported and quantised from the float weights on first use (cached on disk)."""
+        if self.onnx is None:
+            with self._lock:
+                if self.onnx is None:
+                    from training.moderation_onnx import OnnxEncoder
+
+                    self.onnx = OnnxEncoder(self.encoder.model, self.quantize, threads=self.threads)
+        return self.onnx
+
+    def windows(self, ids: list[int]) -> np.ndarray:
+        """(windows, tokens) int64 ids of one tokenised text: one window up to ``max_length`` tokens."""
+        max_len = self.encoder.max_length
+        if len(ids) <= max_len:
+            return np.asarray([ids], dtype=np.int64)
+        # [CLS] body [SEP] -> overlapping windows of the body, each wrapped again, padded with 0
+        body, size = ids[1:-1], max_len - 2
+        step = max(1, int(size * WINDOW_STRIDE))
+        out = np.zeros((len(range(0, max(1, len(body) - size + step), step)), max_len), dtype=np.int64)
+        for row, start in enumerate(range(0, max(1, len(body) - size + step), step)):
+            piece = [ids[0], *body[start:start + size], ids[-1]]
+            out[row, :len(piece)] = piece
+        return out
+
+    def pooled_ids(self, ids: np.ndarray) -> np.ndarray:
+        """(windows, H) pooled vectors of token windows (``windows`` output; 0 pads)."""
+        mask = (ids != 0).astype(np.int64)
+        if self.runtime == "onnx":
+            return self._session()(ids, mask)
         with torch.inference_mode():
-            for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True):
-                n = int(mask.sum())
-                ids = ids[:n]
-                if n <= max_len:
-                    windows = ids.unsqueeze(0)
-                else:  # [CLS] body [SEP] -> overlapping windows of the body, each wrapped again
-                    body, size = ids[1:-1], max_len - 2
-                    step = max(1, int(size * WINDOW_STRIDE))
-                    starts = range(0, max(1, len(body) - size + step), step)
-                    windows = torch.nn.utils.rnn.pad_sequence(
-                        [torch.cat([ids[:1], body[s:s + size], ids[-1:]]) for s in starts], batch_first=True)
-                win_mask = (windows != 0).long()
-                states = self.model(input_ids=windows, attention_mask=win_mask).last_hidden_state
-                vectors.append(mean_pool(states, win_mask))
-        return vectors
+            t_ids, t_mask = torch.from_numpy(ids), torch.from_numpy(mask)
+            states = self.model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state
+            return mean_pool(states, t_mask).numpy()
+
+    def pooled(self, norms: list[str]) -> list[np.ndarray]:
+        """Per text, its windows' pooled vectors (windows, H)."""
+        return [self.pooled_ids(self.windows(enc.ids)) for enc in self._tokenizer.encode_batch(list(norms))]
 
     def logits(self, norm: str) -> np.ndarray:
         windows = self.pooled([norm])[0]
-        z = windows @ self.weight.T + self.bias
-        return z.max(0).values.numpy()
+        return (windows @ self._head_w + self._head_b).max(0)
 
     def logits_batch(self, norms: list[str]) -> np.ndarray:
         return np.stack([self.logits(n) for n in norms]) if norms else np.zeros((0, len(self.categories)))
@@ -90,7 +129,7 @@ class EncoderClassifier:
 
         tensors = {"head.weight": self.weight, "head.bias": self.bias}
         entry = {"source": self.source, "max_length": self.encoder.max_length, "quantize": self.quantize,
-                 "num_layers": int(self.encoder.model.config.num_hidden_layers)}
+                 "runtime": self.runtime, "num_layers": int(self.encoder.model.config.num_hidden_layers)}
         if self.source == "folder":
             tensors.update({f"encoder.{k}": v for k, v in self.encoder.model.state_dict().items()})
             (folder / "tokenizer.json").write_text(self.encoder.tokenizer.to_str())
@@ -102,7 +141,10 @@ class EncoderClassifier:
         return entry
 
     @classmethod
-    def load(cls, folder: str | Path, entry: dict, categories) -> EncoderClassifier:
+    def load(cls, folder: str | Path, entry: dict, categories, *, runtime: str | None = None,
+             threads: int = 1) -> EncoderClassifier:
+        """The folder's encoder classifier; ``runtime`` overrides the folder's (``onnx`` falls back to
+        ``torch`` when onnxruntime is not installed, with a warning)."""
         from safetensors.torch import load_file
 
         folder = Path(folder)
@@ -127,8 +169,15 @@ class EncoderClassifier:
                 encoder.model.load_state_dict(state)
         else:
             raise ValueError(f"{folder}: unknown encoder source {source!r}")
+        runtime = runtime or entry.get("runtime", "torch")
+        if runtime == "onnx":
+            from training.moderation_onnx import available
+
+            if not available():
+                log.warning("onnxruntime/onnx are not installed: the moderation encoder runs on torch")
+                runtime = "torch"
         return cls(encoder, tensors["head.weight"], tensors["head.bias"], categories, source=source, tuned=tuned,
-                   quantize=entry.get("quantize", ""))
+                   quantize=entry.get("quantize", ""), runtime=runtime, threads=threads)
 
 
 BERT_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",

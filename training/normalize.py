@@ -66,19 +66,34 @@ _SEP_ONLY = re.compile(_SEP)
 # A word with digits or leet symbols in it; the symbols only count before a letter ("sh!t", not "hi!").
 _LEET_WORD = re.compile(r"[a-z0-9@$!|€£]*[0-9@$!|€£][a-z0-9@$!|€£]*")
 _TRAILING = re.compile(r"[@$!|€£]+$")
-_NUMBER_WITH_UNIT = re.compile(r"\d+[a-z]{1,2}|\d+(?:st|nd|rd|th|am|pm|kg|km|mb|gb|px|ms)")
+# Numbers with a unit or an ordinal stay as they are ("3rd", "10pm", "5k"); anything else with a digit
+# among letters is leetspeak ("4ll", "1n", "0f", "k1ll").
+_NUMBER_WITH_UNIT = re.compile(
+    r"\d+x\d+|\d+(?:st|nd|rd|th|s|am|pm|k|m|b|p|x|d|g|h|kg|km|cm|mm|ml|mb|gb|tb|kb|px|ms|hz|yo|yr|yrs|hr|hrs|min|lb|lbs|oz)")
 _INNER_PUNCT = re.compile(r"(?<=[a-z])[.*_\-](?=[a-z])")
 _REPEATS = re.compile(r"(.)\1{2,}")
 _SPACES = re.compile(r"\s+")
 
 
 def _join_run(match: re.Match) -> str:
-    joined = _SEP_ONLY.sub("", match.group(0))
-    if not any(c.isalpha() for c in joined):
-        return match.group(0)
-    return segment(joined.translate(_LEET_TABLE))
+    run = match.group(0)
+    if not any(c.isalpha() for c in run):
+        return run
+    # The commonest separator is the one between letters; a different one that holds a space is a
+    # gap between words ("k i l l  y o u", "k.i.l.l y.o.u"), so each word is joined on its own.
+    seps = _SEP_ONLY.findall(run)
+    # a tie ("i'm a") goes to the separator that is not a space, so the space stays a word gap
+    between = max(sorted(set(seps)), key=lambda sep: (seps.count(sep), not sep.isspace()))
+    words = [""]
+    for i, piece in enumerate(_SEP_ONLY.split(run)):
+        if i and seps[i - 1] != between and seps[i - 1].isspace():
+            words.append("")
+        words[-1] += piece
+    return " ".join(segment(_REPEATS.sub(r"\1\1", w.translate(_LEET_TABLE))) for w in words)
 
 
+# A run that is a known word plus one of these endings is a word too ("studs", not "stud s").
+_ENDINGS = ("s", "es", "d", "ed", "ing", "er", "ers", "ly")
 _WORDS_FILE = Path(__file__).resolve().parent / "normalize_words.txt"
 
 
@@ -97,7 +112,8 @@ def segment(run: str) -> str:
     word, or shorter than five letters, is kept. Unknown stretches cost by length, so names survive.
     """
     costs, longest = _word_costs()
-    if len(run) < 5 or run in costs or not run.isalpha():
+    if len(run) < 5 or run in costs or not run.isalpha() or any(
+            run.endswith(end) and run[:-len(end)] in costs for end in _ENDINGS):
         return run
     best = [0.0] + [math.inf] * len(run)
     back = [0] * (len(run) + 1)

@@ -46,7 +46,9 @@ def test_a_benign_answer_reaches_the_user_whole(moderator):
 def test_a_flagged_question_never_reaches_the_model(moderator, question):
     engine = ScriptedEngine(BENIGN)
     r = reply(moderator, engine, question=question)
-    assert shown(r.events()) == "TEMPLATE for self-harm"
+    # self-harm's template, whatever else flags with it (the encoder also scores "kill" as violence here)
+    template, _, flagged = shown(r.events()).partition("TEMPLATE for ")
+    assert not template and "self-harm" in flagged.split(","), shown(r.events())
     assert engine.calls == [], "the engine must not be called for a flagged input"
     assert r.outcome.direction == "input" and r.outcome.finish_reason == "content_filter"
 

@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+import torch
 
 from serving.moderation import load_moderator
 from training.errors import TrainingError
@@ -141,3 +142,24 @@ def test_a_run_on_a_tiny_encoder_changes_its_scores_on_the_new_training_rows(tmp
     assert after.encoder_weight["violence"] > 0 or after.encoder_weight["spam"] > 0
     assert result["per_category"]["violence"]["positives"] > 0
     assert "parent_auprc" in result["per_category"]["spam"]
+
+
+def test_fine_tuning_the_top_layer_changes_it_and_the_folder_keeps_it(tmp_path, config):
+    from dataclasses import replace
+
+    from training.moderation_model import load_model
+    from training.normalize import normalize
+
+    frozen = train_moderation(synthetic(tmp_path / "data.jsonl"), tmp_path / "frozen", config)
+    tuned = train_moderation(tmp_path / "data.jsonl", tmp_path / "tuned", replace(
+        config, finetune_layers=1, finetune_epochs=3, finetune_learning_rate=1e-3))
+
+    assert tuned["steps"] > frozen["steps"]
+    a, _ = load_model(tmp_path / "frozen")
+    b, _ = load_model(tmp_path / "tuned")
+    before, after = a.encoder.encoder.model.state_dict(), b.encoder.encoder.model.state_dict()
+    changed = {k.split(".")[2] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"1"}, "only the top layer (of two) is trained"
+    text = normalize("Claim your free laptop today at prizes.example, limited offer!")
+    assert not np.allclose(a.encoder.logits(text), b.encoder.logits(text))
+    assert tuned["per_category"]["spam"]["auprc"] >= 0.9

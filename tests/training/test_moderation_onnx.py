@@ -1,0 +1,47 @@
+"""The encoder served through ONNX Runtime gives the scores of the torch model it was exported from, is built
+once per set of weights (cached on disk), and a changed model gets its own file."""
+
+import numpy as np
+import torch
+
+from training.moderation_encoder import EncoderClassifier
+from training.sentence_encoder import tiny_encoder
+
+WORDS = ["the", "cat", "sat", "on", "mat", "i", "will", "hurt", "you", "how", "do", "kill", "a", "python", "process"]
+TEXTS = ["the cat sat on the mat", "i will hurt you", "how do i kill a python process",
+         " ".join(["the cat sat on the mat"] * 12)]  # longer than a window: read in windows
+
+
+def classifier(runtime, *, seed=0, quantize=""):
+    encoder = tiny_encoder(vocab=WORDS, seed=seed)
+    torch.manual_seed(seed)
+    return EncoderClassifier(encoder, torch.randn(3, encoder.hidden_size), torch.zeros(3), ["a", "b", "c"],
+                             source="folder", runtime=runtime, quantize=quantize)
+
+
+def test_onnx_scores_match_torch(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNELOOP_MODERATION_CACHE", str(tmp_path))
+    torch_model, onnx_model = classifier("torch"), classifier("onnx")
+    for text in TEXTS:
+        assert np.allclose(torch_model.logits(text), onnx_model.logits(text), atol=1e-3)
+    assert len(torch_model.windows(torch_model._tokenizer.encode(TEXTS[-1]).ids)) > 1
+
+    quantized = classifier("onnx", quantize="int8")
+    for text in TEXTS:  # int8 moves the scores a little, not the verdicts of clear cases
+        assert np.corrcoef(torch_model.logits(text), quantized.logits(text))[0, 1] > 0.9
+
+
+def test_the_onnx_file_is_built_once_per_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNELOOP_MODERATION_CACHE", str(tmp_path))
+    first = classifier("onnx")
+    first.logits(TEXTS[0])
+    built = sorted(tmp_path.glob("*.onnx"))
+    assert len(built) == 1
+    stamp = built[0].stat().st_mtime_ns
+
+    again = classifier("onnx")
+    again.logits(TEXTS[0])
+    assert sorted(tmp_path.glob("*.onnx")) == built and built[0].stat().st_mtime_ns == stamp
+
+    classifier("onnx", seed=1).logits(TEXTS[0])  # other weights (a fine-tuned encoder): another file
+    assert len(list(tmp_path.glob("*.onnx"))) == 2
