@@ -18,6 +18,7 @@ this module adds only what serving needs:
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import logging
 import threading
 import time
@@ -47,7 +48,23 @@ class ModerationResult:
 
 # --- the pipeline ---
 
-_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="moderation")
+def _one_torch_thread() -> None:
+    """Run this pool thread's torch ops on one core. A check is a few dozen tokens: a second OpenMP
+    thread barely speeds it up, but a team of two per check, next to the chat engine's own team on a
+    small machine, oversubscribes the cores; every parallel region then waits for a descheduled
+    partner (measured on 2 loaded cores: 105 ms of CPU per check with two threads, 8.5 ms with one;
+    and the engine's decoding steps stall the same way). OpenMP's thread count is per thread, so
+    this leaves the engine's and the caller's threads as they are."""
+    import torch
+
+    torch.get_num_threads()  # torch's own per-thread setup first, or its first op resets the count
+    gomp = Path(torch.__file__).parent / "lib" / "libgomp.so.1"
+    if gomp.exists():  # the wheel's OpenMP runtime, the one torch calls (elsewhere: left as it is)
+        ctypes.CDLL(str(gomp)).omp_set_num_threads(1)
+
+
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="moderation",
+                                              initializer=_one_torch_thread)
 
 
 @dataclass
