@@ -19,7 +19,7 @@ from serving.models import KnowledgeBase, KnowledgeChunk, KnowledgeDocument
 
 
 class KnowledgeBaseSerializer(serializers.ModelSerializer):
-    document_count = serializers.IntegerField(read_only=True, default=None)
+    document_count = serializers.IntegerField(read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = KnowledgeBase
@@ -33,7 +33,7 @@ class KnowledgeBaseCreateSerializer(serializers.Serializer):
 
 
 class DocumentSerializer(serializers.ModelSerializer):
-    chunk_count = serializers.IntegerField(read_only=True, default=None)
+    chunk_count = serializers.IntegerField(read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = KnowledgeDocument

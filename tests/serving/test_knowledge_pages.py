@@ -95,11 +95,18 @@ def test_labelers_read_but_cannot_change_and_outsiders_get_404(client, project, 
     assert client.get(reverse("serving:api-knowledge-bases", args=[project.slug])).status_code == 404
 
 
-def test_the_api_lists_searches_uploads_and_deletes(client, project, alice):
+def test_the_api_lists_searches_uploads_and_deletes(client, project, alice, settings):
     base = make_knowledge_base(project, {"Leave": "Ask your lead two weeks ahead.", "Pay": "Salaries arrive on the 25th."})
     _login(client, alice)
+    made = client.post(reverse("serving:api-knowledge-bases", args=[project.slug]), {"name": "Wiki"},
+                       content_type="application/json")
+    assert made.status_code == 201 and made.json()["index_state"] == "empty"
+    twice = client.post(reverse("serving:api-knowledge-bases", args=[project.slug]), {"name": "Wiki"},
+                        content_type="application/json")
+    assert twice.status_code == 400 and "already has a knowledge base named 'Wiki'" in twice.json()["detail"]
     listed = client.get(reverse("serving:api-knowledge-bases", args=[project.slug])).json()
-    assert [(b["name"], b["document_count"], b["index_state"]) for b in listed["results"]] == [("Handbook", 2, "ready")]
+    assert [(b["name"], b["document_count"], b["index_state"]) for b in listed["results"]] == [
+        ("Handbook", 2, "ready"), ("Wiki", 0, "empty")]
 
     found = client.get(reverse("serving:api-knowledge-search", args=[project.slug, base.pk]),
                        {"q": "When is payday?", "k": 1}).json()
@@ -119,3 +126,8 @@ def test_the_api_lists_searches_uploads_and_deletes(client, project, alice):
     found = client.get(reverse("serving:api-knowledge-search", args=[project.slug, base.pk]),
                        {"q": "When is payday?"}).json()
     assert all(p["title"] != "Pay" for p in found)
+
+    settings.UPLOAD_LIMITS = {**settings.UPLOAD_LIMITS, "knowledge": 100}
+    big = client.post(reverse("serving:api-knowledge-documents", args=[project.slug, base.pk]),
+                      {"files": [SimpleUploadedFile("big.md", b"# Big\n\n" + b"word " * 100)]})
+    assert big.status_code == 413 and "TUNELOOP_MAX_KNOWLEDGE_BYTES" in big.json()["detail"]
