@@ -8,6 +8,7 @@ function: it reports progress through a callback, so a worker, a test or a bench
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 
@@ -36,6 +37,7 @@ def use_encoder(enc) -> None:
     global _encoder
     with _lock:
         _encoder = enc
+    embed_query.cache_clear()
 
 
 def dimension() -> int:
@@ -67,9 +69,14 @@ def embed_passages(texts: list[str], *, progress: Callable[[int], None] | None =
     return _normalize(np.concatenate(out))
 
 
+@functools.lru_cache(maxsize=256)
 def embed_query(text: str) -> np.ndarray:
-    """One unit vector for a question (truncated to the encoder's length like any passage)."""
-    return _normalize(encoder().embed([text]).numpy())[0]
+    """One unit vector for a question (truncated to the encoder's length like any passage); the last
+    few hundred are remembered, since a regenerated answer or a retried request asks the same again.
+    The array is read-only: it is shared between callers."""
+    vector = _normalize(encoder().embed([text]).numpy())[0]
+    vector.setflags(write=False)
+    return vector
 
 
 def to_bytes(vector: np.ndarray) -> bytes:
