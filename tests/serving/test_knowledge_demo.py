@@ -42,3 +42,16 @@ def test_the_demo_base_loads_once_and_answers_its_questions(project, monkeypatch
     for q in asked:
         found = passages_search(knowledge_base_ids=[base.pk], query=q["question"], k=5)
         assert any(demo.topic_of(p.source) in q["topics"] for p in found), q["question"]
+
+
+def test_questions_embedded_by_the_int8_encoder_point_where_the_float32_one_does():
+    """Close (another model, or a broken copy, lands near 0.5 or below); that the rankings hold is what
+    the retrieval tests and bench/retrieval.py's recall show."""
+    import numpy as np
+
+    from serving.knowledge import embedding
+
+    for q in demo.questions()[:10]:
+        fast = embedding.embed_query(q["question"])
+        exact = embedding.embed_passages([q["question"]])[0]
+        assert float(np.dot(fast, exact)) > 0.93, q["question"]
