@@ -186,6 +186,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("TUNELOOP_MAX_BODY_BYTES", 20 * 1024 * 102
 UPLOAD_LIMITS = {
     "import": env_int("TUNELOOP_MAX_IMPORT_BYTES", 100 * 1024 * 1024),
     "corpus": env_int("TUNELOOP_MAX_CORPUS_BYTES", 512 * 1024 * 1024),
+    "knowledge": env_int("TUNELOOP_MAX_KNOWLEDGE_BYTES", 50 * 1024 * 1024),  # one upload, all its files
 }
 MAX_IMPORT_LINE_BYTES = env_int("TUNELOOP_MAX_IMPORT_LINE_BYTES", 256 * 1024)
 MAX_CORPUS_LINE_BYTES = env_int("TUNELOOP_MAX_CORPUS_LINE_BYTES", 4 * 1024 * 1024)
@@ -331,6 +332,11 @@ MODERATION_TIMEOUT_MS = env_float("TUNELOOP_MODERATION_TIMEOUT_MS", 250.0)
 # text is shown only once a passing check also read this much after it. A larger window lets the
 # classifier see more of a phrase before its first word shows, at the cost of time to first token.
 MODERATION_HOLD_BACK_CHARS = env_int("TUNELOOP_MODERATION_HOLD_BACK_CHARS", 12)
+# Knowledge-base search (serving/knowledge/): the lexical half is BM25 in each process (`bm25`), or
+# PostgreSQL full-text search over a GIN index (`postgres`, at scale: nothing to build per process).
+KNOWLEDGE_LEXICAL = env_str("TUNELOOP_KNOWLEDGE_LEXICAL", "bm25")
+if KNOWLEDGE_LEXICAL not in ("bm25", "postgres"):
+    raise ImproperlyConfiguredEnv("TUNELOOP_KNOWLEDGE_LEXICAL must be `bm25` or `postgres`")
 
 LOGGING = {
     "version": 1,

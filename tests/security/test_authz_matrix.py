@@ -88,6 +88,16 @@ RULES: dict[str, dict[str, str]] = {
     "serving:api-events": rule(MANAGER), "serving:api-event-review": rule(MANAGER, P),
     "serving:api-keys": rule(SIGNED_IN, GP), "serving:api-key": rule(SIGNED_IN, ("DELETE",)),
     "serving:v1-models": rule(KEY), "serving:v1-chat": rule(KEY, P), "serving:v1-moderations": rule(KEY, P),
+    # knowledge bases: members read, managers write
+    "serving:knowledge_bases": rule(MEMBER, GP, POST=MANAGER), "serving:knowledge_base": rule(MEMBER, GP, POST=MANAGER),
+    "serving:knowledge_base_progress": rule(MEMBER), "serving:knowledge_base_reindex": rule(MANAGER, P),
+    "serving:knowledge_base_delete": rule(MANAGER, P), "serving:knowledge_document": rule(MEMBER),
+    "serving:knowledge_document_delete": rule(MANAGER, P),
+    "serving:api-knowledge-bases": rule(MEMBER, GP, POST=MANAGER),
+    "serving:api-knowledge-base": rule(MEMBER, ("GET", "DELETE"), DELETE=MANAGER),
+    "serving:api-knowledge-documents": rule(MEMBER, GP, POST=MANAGER),
+    "serving:api-knowledge-document": rule(MEMBER, ("GET", "DELETE"), DELETE=MANAGER),
+    "serving:api-knowledge-search": rule(MEMBER),
 }
 ADMIN_RULE = rule(STAFF)  # Django's admin (every route under admin/): its own login, staff only; checked on its index
 ROLES = ("anonymous", "outsider", "labeler", "reviewer", "manager", "other_key")
