@@ -56,7 +56,7 @@ class PromptSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Prompt
-        fields = ["id", "messages", "text", "source", "metadata", "is_gold", "flag_count", "created_at"]
+        fields = ["id", "messages", "text", "source", "metadata", "evidence", "is_gold", "flag_count", "created_at"]
 
     def to_representation(self, prompt):
         data = super().to_representation(prompt)
