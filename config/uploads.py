@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from django.conf import settings
 
-SETTING_OF = {"import": "TUNELOOP_MAX_IMPORT_BYTES", "corpus": "TUNELOOP_MAX_CORPUS_BYTES"}
-WHAT = {"import": "a prompt import", "corpus": "a corpus"}
+SETTING_OF = {"import": "TUNELOOP_MAX_IMPORT_BYTES", "corpus": "TUNELOOP_MAX_CORPUS_BYTES",
+              "knowledge": "TUNELOOP_MAX_KNOWLEDGE_BYTES"}
+WHAT = {"import": "a prompt import", "corpus": "a corpus", "knowledge": "a knowledge-base upload"}
 
 
 def upload_limit(kind: str) -> int:

@@ -3,6 +3,8 @@
 from django.urls import path
 
 from serving import api, openai_api, views_chat, views_manage
+from serving.knowledge import api as knowledge_api
+from serving.knowledge import views as knowledge_views
 
 app_name = "serving"
 
@@ -23,6 +25,28 @@ urlpatterns = [
     path(P + "moderation/settings", views_manage.moderation_settings, name="moderation-settings"),
     path(P + "moderation/templates", views_manage.template_save, name="template-save"),
     path("account/keys/", views_manage.api_keys, name="keys"),
+    # Knowledge bases (serving/knowledge/): pages, then REST
+    path(P + "knowledge/", knowledge_views.knowledge_bases, name="knowledge_bases"),
+    path(P + "knowledge/<int:knowledge_base_id>/", knowledge_views.knowledge_base, name="knowledge_base"),
+    path(P + "knowledge/<int:knowledge_base_id>/progress", knowledge_views.knowledge_base_progress,
+         name="knowledge_base_progress"),
+    path(P + "knowledge/<int:knowledge_base_id>/reindex", knowledge_views.knowledge_base_reindex,
+         name="knowledge_base_reindex"),
+    path(P + "knowledge/<int:knowledge_base_id>/delete", knowledge_views.knowledge_base_delete,
+         name="knowledge_base_delete"),
+    path(P + "knowledge/<int:knowledge_base_id>/documents/<int:document_id>/", knowledge_views.knowledge_document,
+         name="knowledge_document"),
+    path(P + "knowledge/<int:knowledge_base_id>/documents/<int:document_id>/delete",
+         knowledge_views.knowledge_document_delete, name="knowledge_document_delete"),
+    path(A + "knowledge-bases/", knowledge_api.KnowledgeBaseList.as_view(), name="api-knowledge-bases"),
+    path(A + "knowledge-bases/<int:knowledge_base_id>/", knowledge_api.KnowledgeBaseDetail.as_view(),
+         name="api-knowledge-base"),
+    path(A + "knowledge-bases/<int:knowledge_base_id>/documents/", knowledge_api.DocumentList.as_view(),
+         name="api-knowledge-documents"),
+    path(A + "knowledge-bases/<int:knowledge_base_id>/documents/<int:document_id>/",
+         knowledge_api.DocumentDetail.as_view(), name="api-knowledge-document"),
+    path(A + "knowledge-bases/<int:knowledge_base_id>/search/", knowledge_api.Search.as_view(),
+         name="api-knowledge-search"),
     # REST
     path(A + "deployments/", api.DeploymentList.as_view(), name="api-deployments"),
     path(A + "deployments/<int:deployment_id>/activate/", api.DeploymentActivate.as_view(),
