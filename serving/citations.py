@@ -31,6 +31,10 @@ from annotation.evidence import (
 log = logging.getLogger(__name__)
 
 TOP_K = 5
+# What the model reads of the passages, in all: about 1,000 tokens, so the engine's prompt window (1,536
+# tokens, cut from the left) keeps the instruction, every passage and the question. Each passage gets an
+# equal share (cut at a word); the page and the stored citations keep the whole passage.
+MODEL_EVIDENCE_CHARS = 4000
 CITATION_FIELDS = ("n", "chunk_id", "document_id", "knowledge_base_id", "title", "section", "source", "url",
                    "text", "cited")
 
@@ -71,15 +75,37 @@ def passages_for_turn(*, deployment, messages: list[dict], moderator, k: int = T
     return citations
 
 
+def for_model(citations: list[dict], budget: int = MODEL_EVIDENCE_CHARS) -> list[dict]:
+    """The passages as the model reads them: each text cut (at a word, marked ``…``) to an equal share
+    of ``budget`` characters."""
+    share = max(200, budget // max(1, len(citations)))
+    fitted = []
+    for c in citations:
+        text = c["text"]
+        if len(text) > share:
+            cut = text.rfind(" ", 0, share)
+            text = text[:cut if cut > share // 2 else share].rstrip() + " …"
+        fitted.append({**c, "text": text})
+    return fitted
+
+
 class EngineWithEvidence:
     """The deployment's engine, given the passages in the prompt: ``stream(messages)`` streams the answer
     to ``messages_with_evidence(messages, passages)``. Everything else is the engine's own."""
 
     def __init__(self, engine, citations: list[dict]) -> None:
-        self._engine, self._citations = engine, citations
+        self._engine, self._passages = engine, for_model(citations)
 
     def stream(self, messages, params):
-        return self._engine.stream(messages_with_evidence(messages, self._citations), params)
+        return self._engine.stream(messages_with_evidence(messages, self._passages), params)
+
+    @property
+    def count_prompt_tokens(self):
+        """The engine's prompt counter, counting the passages too (None when the engine has none)."""
+        count = getattr(self._engine, "count_prompt_tokens", None)
+        if count is None:
+            return None
+        return lambda messages: count(messages_with_evidence(messages, self._passages))
 
     def __getattr__(self, name):
         return getattr(self._engine, name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from annotation.models import Prompt, PromptSource
+from serving.citations import MODEL_EVIDENCE_CHARS
 from serving.knowledge import retrieval
 from serving.knowledge.services import knowledge_bases_attach, knowledge_document_delete
 from serving.models import KnowledgeDocument, Message
@@ -139,3 +140,16 @@ def test_a_manager_attaches_knowledge_bases_on_the_deployments_page(client, alic
     client.force_login(bob)
     assert client.post(url, {"knowledge_bases": [base.pk]}).status_code in (403, 404)
     assert not deployed.knowledge_bases.exists()
+
+
+def test_the_model_reads_a_share_of_each_long_passage_but_the_page_keeps_it_whole(client, bob, project, deployed,
+                                                                                  scripted):
+    long_text = "Parcels ship from Rotterdam. " + "Delivery details follow here. " * 200
+    base = make_knowledge_base(project, {"Shipping": "## Delivery times\n\n" + long_text})
+    knowledge_bases_attach(deployment=deployed, knowledge_bases=[base])
+    engine = scripted("Two to four days [1].")
+    _, answer = ask(client, project, bob, "How long does delivery take?")
+    system = engine.calls[0][0]["content"]
+    assert len(system) < MODEL_EVIDENCE_CHARS + 1000 and " …" in system
+    assert system.rstrip().endswith("…") and "[1] Shipping" in system
+    assert sum(len(c["text"]) for c in answer.citations) > MODEL_EVIDENCE_CHARS, "stored whole"
