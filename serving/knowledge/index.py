@@ -5,12 +5,17 @@ query's text and vector. The embedding model lives in ``embedding.py``. Reciproc
 (Cormack et al., 2009) adds ``1 / (RRF_K + rank)`` over the two lists, so neither score scale has to
 be calibrated against the other; a chunk that both find ranks above one that only one finds.
 
-Exact dense search is one matrix-vector product: at 100k chunks of 384 floats that is 150 MB and a
-few milliseconds, so nothing approximate is needed at this size (docs/operations.md for more).
+Dense search is exact (one matrix-vector product) up to ``APPROX_MIN`` passages. Past that the
+product reads the whole matrix per query (150 MB at 100k passages of 384 floats: tens of ms on a
+busy CPU), so a FAISS inverted-file index (IVF-Flat, inner product) takes over: k-means cells of
+the vectors, and a query scans only the ``nprobe`` nearest cells (about a twelfth of the passages),
+with exact scores inside them. Without ``faiss-cpu`` installed it stays exact.
+docs/operations.md says how to go further (PostgreSQL full-text, a vector index).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -18,6 +23,7 @@ import numpy as np
 
 RRF_K = 60
 DEPTH = 50  # how deep each list is read before fusing
+APPROX_MIN = 20_000  # passages from which dense search goes through FAISS IVF (when installed)
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 _SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ied", "ers", "er", "es", "ed", "s")
 
@@ -47,6 +53,9 @@ class HybridIndex:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if len(self.ids) != len(texts) or len(self.ids) != len(self.vectors):
             raise ValueError("chunk ids, texts and vectors must have the same length")
+        self.ivf = _ivf(self.vectors) if len(self.ids) >= APPROX_MIN else None
+        if self.ivf is not None:
+            self.vectors = np.zeros((0, self.vectors.shape[1]), dtype=np.float32)  # FAISS holds them now
         self.tokenizer = Tokenizer(stopwords="en", stemmer=stem)
         self.bm25 = None
         if len(texts):
@@ -62,7 +71,10 @@ class HybridIndex:
         bm25 = 0
         if self.bm25 is not None:
             bm25 = sum(getattr(a, "nbytes", 0) for a in self.bm25.scores.values())
-        return int(self.vectors.nbytes + self.ids.nbytes + bm25)
+        dense = self.vectors.nbytes
+        if self.ivf is not None:
+            dense = self.ivf.ntotal * self.ivf.d * 4 + self.ivf.nlist * self.ivf.d * 4
+        return int(dense + self.ids.nbytes + bm25)
 
     def lexical(self, query: str, depth: int = DEPTH) -> list[int]:
         """Row numbers of the best BM25 matches (only rows sharing a word with the query)."""
@@ -79,6 +91,9 @@ class HybridIndex:
         """Row numbers of the nearest vectors by cosine (vectors are unit length)."""
         if not len(self.ids):
             return []
+        if self.ivf is not None:
+            _, rows = self.ivf.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), min(depth, len(self.ids)))
+            return [int(r) for r in rows[0] if r >= 0]
         sims = self.vectors @ np.asarray(query_vector, dtype=np.float32)
         depth = min(depth, len(sims))
         top = np.argpartition(-sims, depth - 1)[:depth]
@@ -95,6 +110,22 @@ class HybridIndex:
         if mode not in ("lexical", "dense", "hybrid"):
             raise ValueError(f"unknown retrieval mode {mode!r}")
         return [Hit(int(self.ids[row]), score) for row, score in fuse(lists)[:k]]
+
+
+def _ivf(vectors: np.ndarray):
+    """A FAISS IVF-Flat inner-product index of ``vectors`` (about sqrt(n) cells), or None without faiss."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    n, dim = vectors.shape
+    nlist = max(16, round(math.sqrt(n)))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    sample = vectors[np.random.default_rng(0).choice(n, size=min(n, 64 * nlist), replace=False)]
+    index.train(sample)
+    index.add(vectors)
+    index.nprobe = max(8, nlist // 12)
+    return index
 
 
 def fuse(ranked_lists: list[list[int]], rrf_k: int = RRF_K) -> list[tuple[int, float]]:

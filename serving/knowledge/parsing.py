@@ -109,6 +109,10 @@ def _check_text(where: str, text: str, limits: Limits) -> list[str]:
 
 
 def _first_heading(text: str) -> str:
+    """The first ``# heading``, or a first line underlined with ``===``/``***``/``---``; else ''."""
+    underlined = re.match(r"\s*([^\n]+)\n([=*\-~^])\2{2,}[ \t]*(\n|$)", text[:20_000])
+    if underlined:
+        return underlined.group(1).strip()
     match = re.search(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", text[:20_000], re.MULTILINE)
     return match.group(1).strip() if match else ""
 

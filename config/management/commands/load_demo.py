@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.services import demo_load
 from serving.errors import ServingError
+from serving.knowledge.demo import demo_knowledge_load
 from serving.selectors import active_deployment
 from serving.services import deployment_create
 from training.selectors import base_version
@@ -23,6 +24,8 @@ class Command(BaseCommand):
         password = os.environ.get(DEMO_PASSWORD_ENV, "tuneloop-demo")
         project, accounts = demo_load(password=password)
         self.stdout.write(f"Demo project: {project.name} ({project.prompts.count()} prompts)")
+        base = demo_knowledge_load(project=project)
+        self.stdout.write(f"Knowledge base: {base.name} ({base.documents.count()} documents, {base.index_state})")
         deployed = demo_deploy(project)
         if deployed:
             self.stdout.write(f"Chat: {deployed.policy.name} deployed to the demo project (/projects/demo/chat/)")
