@@ -153,3 +153,22 @@ def test_the_model_reads_a_share_of_each_long_passage_but_the_page_keeps_it_whol
     assert len(system) < MODEL_EVIDENCE_CHARS + 1000 and " …" in system
     assert system.rstrip().endswith("…") and "[1] Shipping" in system
     assert sum(len(c["text"]) for c in answer.citations) > MODEL_EVIDENCE_CHARS, "stored whole"
+
+
+def test_stored_citations_render_inert_whatever_they_hold(client, bob, project, deployed):
+    from serving.models import Conversation
+
+    conversation = Conversation.objects.create(user=bob, project=project, title="x")
+    Message.objects.create(conversation=conversation, role="user", content="q")
+    Message.objects.create(conversation=conversation, role="assistant", content="See [1].", citations=[
+        {"n": 1, "chunk_id": 1, "document_id": 1, "knowledge_base_id": 1, "title": "<b>T</b>", "section": "<i>S</i>",
+         "source": "<svg onload=alert(1)>", "url": "javascript:alert(1)", "text": "<img src=x onerror=alert(2)>",
+         "cited": True},
+        {"n": 2, "title": "no ids", "text": "plain", "url": "https://example.org/a\"onmouseover=alert(3)",
+         "cited": False}])
+    client.force_login(bob)
+    page = client.get(f"/projects/{project.slug}/chat/?c={conversation.pk}").content.decode()
+    assert "javascript:alert" not in page and "<img src=x" not in page and "<svg onload" not in page
+    assert "&lt;img src=x onerror=alert(2)&gt;" in page and "&lt;b&gt;T&lt;/b&gt;" in page
+    assert 'href="https://example.org/a&quot;onmouseover=alert(3)"' in page
+    assert 'data-citation="2"' in page, "a citation without document ids is listed, without a document link"
