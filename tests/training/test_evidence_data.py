@@ -51,7 +51,11 @@ def test_a_not_supported_flag_reaches_the_exports_with_the_passages(project, cha
 
 
 def test_the_reward_snapshot_keeps_the_flag_and_the_reward_model_scores_answers_with_their_passages(
-        project, charlie, alice):
+        project, charlie, alice, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from training.reward_data import encode_ranking, ensure_chat_template
+
     egg_ranking(project, charlie)
 
     snapshot = snapshot_freeze(project=project, kind="preference", created_by=alice)
@@ -61,7 +65,10 @@ def test_the_reward_snapshot_keeps_the_flag_and_the_reward_model_scores_answers_
     pair = json.loads(snapshot_file(snapshot, "pairs.jsonl").read_text())
     assert pair["rejected_flags"] == ["not_supported"]
     (ranking,) = read_rankings(snapshot_file(snapshot))
-    assert "A soft egg boils for six minutes." in ranking.prompt[0]["content"]  # what the reward model reads
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ensure_chat_template(tokenizer)
+    scored = tokenizer.decode(encode_ranking(tokenizer, ranking.prompt, ranking.completions, 512).sequences[1])
+    assert "A soft egg boils for six minutes." in scored and scored.rstrip().endswith("Forty minutes [2].<|im_end|>")
 
 
 def test_a_file_with_an_evidence_column_but_a_bare_prompt_gets_the_same_rendering(tmp_path):
