@@ -323,6 +323,11 @@ MODERATION_TIMEOUT_MS = env_float("TUNELOOP_MODERATION_TIMEOUT_MS", 250.0)
 # text is shown only once a passing check also read this much after it. A larger window lets the
 # classifier see more of a phrase before its first word shows, at the cost of time to first token.
 MODERATION_HOLD_BACK_CHARS = env_int("TUNELOOP_MODERATION_HOLD_BACK_CHARS", 12)
+# Knowledge-base search (serving/knowledge/): the lexical half is BM25 in each process (`bm25`), or
+# PostgreSQL full-text search over a GIN index (`postgres`, at scale: nothing to build per process).
+KNOWLEDGE_LEXICAL = env_str("TUNELOOP_KNOWLEDGE_LEXICAL", "bm25")
+if KNOWLEDGE_LEXICAL not in ("bm25", "postgres"):
+    raise ImproperlyConfiguredEnv("TUNELOOP_KNOWLEDGE_LEXICAL must be `bm25` or `postgres`")
 
 LOGGING = {
     "version": 1,

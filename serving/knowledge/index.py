@@ -45,20 +45,21 @@ class Hit:
 class HybridIndex:
     """Search one set of chunks lexically, densely, or both fused (``mode``)."""
 
-    def __init__(self, chunk_ids, texts: list[str], vectors: np.ndarray):
+    def __init__(self, chunk_ids, texts: list[str] | None, vectors: np.ndarray):
+        """``texts=None`` builds the dense half only (the lexical half is then done elsewhere)."""
         import bm25s
         from bm25s.tokenization import Tokenizer
 
         self.ids = np.asarray(chunk_ids, dtype=np.int64)
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if len(self.ids) != len(texts) or len(self.ids) != len(self.vectors):
+        if (texts is not None and len(self.ids) != len(texts)) or len(self.ids) != len(self.vectors):
             raise ValueError("chunk ids, texts and vectors must have the same length")
         self.ivf = _ivf(self.vectors) if len(self.ids) >= APPROX_MIN else None
         if self.ivf is not None:
             self.vectors = np.zeros((0, self.vectors.shape[1]), dtype=np.float32)  # FAISS holds them now
         self.tokenizer = Tokenizer(stopwords="en", stemmer=stem)
         self.bm25 = None
-        if len(texts):
+        if texts:
             tokens = self.tokenizer.tokenize(list(texts), update_vocab=True, return_as="ids", show_progress=False)
             self.bm25 = bm25s.BM25()
             self.bm25.index(tokens, show_progress=False)
@@ -89,15 +90,20 @@ class HybridIndex:
 
     def dense(self, query_vector: np.ndarray, depth: int = DEPTH) -> list[int]:
         """Row numbers of the nearest vectors by cosine (vectors are unit length)."""
+        return [row for row, _ in self.dense_scored(query_vector, depth)]
+
+    def dense_scored(self, query_vector: np.ndarray, depth: int = DEPTH) -> list[tuple[int, float]]:
+        """(row, cosine) of the nearest vectors, nearest first."""
         if not len(self.ids):
             return []
+        query = np.asarray(query_vector, dtype=np.float32)
         if self.ivf is not None:
-            _, rows = self.ivf.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), min(depth, len(self.ids)))
-            return [int(r) for r in rows[0] if r >= 0]
-        sims = self.vectors @ np.asarray(query_vector, dtype=np.float32)
+            sims, rows = self.ivf.search(query.reshape(1, -1), min(depth, len(self.ids)))
+            return [(int(r), float(s)) for r, s in zip(rows[0], sims[0], strict=True) if r >= 0]
+        sims = self.vectors @ query
         depth = min(depth, len(sims))
         top = np.argpartition(-sims, depth - 1)[:depth]
-        return [int(r) for r in top[np.argsort(-sims[top])]]
+        return [(int(r), float(sims[r])) for r in top[np.argsort(-sims[top])]]
 
     def search(self, query: str, query_vector: np.ndarray | None, *, k: int = 5,
                mode: str = "hybrid", depth: int = DEPTH) -> list[Hit]:

@@ -6,6 +6,9 @@ process, keyed by the base's ``indexed_at`` (every upload's indexing and every d
 change is seen by the next search in every process without any message between them. The hits are
 read back from the database, so a chunk deleted since the index was built never comes back.
 
+With ``TUNELOOP_KNOWLEDGE_LEXICAL=postgres`` on PostgreSQL the lexical half is the database's
+full-text search (``lexical_pg.py``) and the cached indexes hold vectors only.
+
 A base is searched when it is ready, or while it is being re-indexed after having been ready (its
 earlier passages stay searchable meanwhile); a base that is empty, failed or never indexed is not.
 """
@@ -17,10 +20,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from django.conf import settings
 from django.urls import reverse
 
-from serving.knowledge import embedding
-from serving.knowledge.index import DEPTH, HybridIndex
+from serving.knowledge import embedding, lexical_pg
+from serving.knowledge.index import DEPTH, HybridIndex, fuse
 from serving.models import KnowledgeBase, KnowledgeChunk
 
 MAX_QUERY_CHARS = 2000
@@ -70,16 +74,34 @@ def passages_search(*, knowledge_base_ids: list[int], query: str, k: int = 5) ->
     k = max(1, min(int(k), MAX_K))
     if not query or not knowledge_base_ids:
         return []
-    indexes = [index for base in searchable_bases(knowledge_base_ids) if len(index := index_of(base))]
+    in_database = database_lexical()
+    bases = list(searchable_bases(knowledge_base_ids))
+    indexes = [index for base in bases if len(index := index_of(base, lexical=not in_database))]
     if not indexes:
         return []
     vector = embedding.embed_query(query)
-    scored: dict[int, float] = {}
-    for index in indexes:
-        for hit in index.search(query, vector, k=min(DEPTH, 2 * k)):
-            scored[hit.chunk_id] = max(scored.get(hit.chunk_id, 0.0), hit.score)
-    ranked = sorted(scored.items(), key=lambda item: -item[1])
+    depth = min(DEPTH, 2 * k)
+    if in_database:
+        ranked = _fused_with_database(bases, indexes, query, vector, depth)
+    else:
+        scored: dict[int, float] = {}
+        for index in indexes:
+            for hit in index.search(query, vector, k=depth):
+                scored[hit.chunk_id] = max(scored.get(hit.chunk_id, 0.0), hit.score)
+        ranked = sorted(scored.items(), key=lambda item: -item[1])
     return _passages(ranked, k)
+
+
+def database_lexical() -> bool:
+    return settings.KNOWLEDGE_LEXICAL == "postgres" and lexical_pg.available()
+
+
+def _fused_with_database(bases, indexes, query: str, vector, depth: int) -> list[tuple[int, float]]:
+    """RRF of PostgreSQL's full-text ranking and the bases' dense hits merged by cosine."""
+    dense = sorted(((int(index.ids[row]), sim) for index in indexes for row, sim in index.dense_scored(vector, depth)),
+                   key=lambda item: -item[1])[:depth]
+    lexical = lexical_pg.lexical_ids([b.pk for b in bases], query, depth)
+    return fuse([lexical, [chunk_id for chunk_id, _ in dense]])
 
 
 def _passages(ranked: list[tuple[int, float]], k: int) -> list[Passage]:
@@ -100,15 +122,16 @@ def _passages(ranked: list[tuple[int, float]], k: int) -> list[Passage]:
     return out
 
 
-def index_of(base: KnowledgeBase) -> HybridIndex:
-    """The base's cached index, rebuilt when its ``indexed_at`` moved since it was built."""
-    stamp = base.indexed_at
+def index_of(base: KnowledgeBase, *, lexical: bool = True) -> HybridIndex:
+    """The base's cached index, rebuilt when its ``indexed_at`` moved since it was built
+    (``lexical=False``: vectors only, the database doing the lexical half)."""
+    stamp = (base.indexed_at, lexical)
     with _lock:
         cached = _cache.get(base.pk)
         if cached is not None and cached[0] == stamp:
             _cache.move_to_end(base.pk)
             return cached[1]
-    index = build_index(base.pk)
+    index = build_index(base.pk, lexical=lexical)
     with _lock:
         _cache[base.pk] = (stamp, index)
         _cache.move_to_end(base.pk)
@@ -117,7 +140,7 @@ def index_of(base: KnowledgeBase) -> HybridIndex:
     return index
 
 
-def build_index(knowledge_base_id: int) -> HybridIndex:
+def build_index(knowledge_base_id: int, *, lexical: bool = True) -> HybridIndex:
     """An index of the base's chunks that have a vector (read in batches, not held twice)."""
     rows = (KnowledgeChunk.objects.filter(knowledge_base_id=knowledge_base_id, embedding__isnull=False)
             .order_by("id").values_list("id", "section", "text", "document__title", "embedding"))
@@ -127,7 +150,7 @@ def build_index(knowledge_base_id: int) -> HybridIndex:
         texts.append(embedding.passage_text(title, section, text))
         vectors.append(embedding.from_bytes(vector))
     matrix = np.vstack(vectors) if vectors else np.zeros((0, 1), dtype=np.float32)
-    return HybridIndex(ids, texts, matrix)
+    return HybridIndex(ids, texts if lexical else None, matrix)
 
 
 def forget(knowledge_base_id: int | None = None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -55,11 +54,11 @@ def knowledge_base(request, slug: str, knowledge_base_id: int):
 def _upload(request, slug: str, knowledge_base_id: int):
     project = project_for_user(request.user, slug, MANAGERS)
     base = selectors.knowledge_base_of(project, knowledge_base_id)
-    uploads = request.FILES.getlist("files")
-    problem = too_large("knowledge", request=request)
+    problem = too_large("knowledge", request=request)  # before the body is read
     if problem:
         messages.error(request, problem)
         return redirect("serving:knowledge_base", slug=slug, knowledge_base_id=base.pk)
+    uploads = request.FILES.getlist("files")
     try:
         files = [(f.name, f.read()) for f in uploads]
         stored = services.knowledge_documents_upload(knowledge_base=base, files=files, created_by=request.user)
@@ -121,7 +120,6 @@ def knowledge_document(request, slug: str, knowledge_base_id: int, document_id: 
     project = project_for_user(request.user, slug, EVERYONE)
     base = selectors.knowledge_base_of(project, knowledge_base_id)
     document = selectors.document_of(base, document_id)
-    response: HttpResponse = render(request, "serving/knowledge_document.html", {
+    return render(request, "serving/knowledge_document.html", {
         "project": project, "base": base, "document": document,
         "chunks": selectors.chunks_of(document)[:5000], "is_manager": project.requester_role == "manager"})
-    return response

@@ -75,3 +75,33 @@ def test_only_ready_bases_are_searched(project):
     base.index_state = "failed"
     base.save()
     assert passages_search(knowledge_base_ids=[base.pk], query="refund") == []
+
+
+def test_the_worker_task_indexes_an_upload_and_a_failure_is_shown_with_its_reason(project, monkeypatch, client, alice):
+    from django.urls import reverse
+
+    from serving.knowledge import embedding
+    from serving.tasks import knowledge_base_index_task
+
+    base = services.knowledge_base_create(project=project, name="Wiki")
+    services.knowledge_documents_upload(knowledge_base=base, files=[("a.md", b"# A\n\nAlpha text.")], enqueue=False)
+    base.refresh_from_db()
+    assert (base.index_state, base.index_progress) == ("indexing", 0.0)
+    assert passages_search(knowledge_base_ids=[base.pk], query="alpha") == []  # never indexed yet
+
+    assert knowledge_base_index_task.apply(args=[base.pk]).get() == "indexed 1 chunks"
+    base.refresh_from_db()
+    assert (base.index_state, base.index_progress) == ("ready", 1.0)
+    assert passages_search(knowledge_base_ids=[base.pk], query="alpha")[0].title == "A"
+
+    def broken(texts, **kwargs):
+        raise RuntimeError("encoder package missing")
+
+    monkeypatch.setattr(embedding, "embed_passages", broken)
+    services.knowledge_documents_upload(knowledge_base=base, files=[("b.md", b"# B\n\nBeta text.")], enqueue=False)
+    assert knowledge_base_index_task.apply(args=[base.pk]).get() == "failed"
+    base.refresh_from_db()
+    assert base.index_state == "failed"
+    client.force_login(alice)
+    page = client.get(reverse("serving:knowledge_base", args=[project.slug, base.pk])).content.decode()
+    assert "Indexing failed" in page and "RuntimeError: encoder package missing" in page and "Index again" in page
