@@ -56,7 +56,7 @@ class PromptSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Prompt
-        fields = ["id", "messages", "text", "source", "metadata", "is_gold", "flag_count", "created_at"]
+        fields = ["id", "messages", "text", "source", "metadata", "evidence", "is_gold", "flag_count", "created_at"]
 
     def to_representation(self, prompt):
         data = super().to_representation(prompt)
@@ -66,7 +66,7 @@ class PromptSerializer(serializers.ModelSerializer):
 
 
 class PromptImportSerializer(serializers.Serializer):
-    """``records``: objects like a JSONL line: prompt/text/messages, metadata, answer, completions."""
+    """``records``: objects like a JSONL line: prompt/text/messages, metadata, answer, completions, evidence."""
 
     records = serializers.ListField(child=serializers.JSONField(), allow_empty=False, max_length=10_000)
 
@@ -154,7 +154,8 @@ class DemonstrationSubmitSerializer(serializers.Serializer):
 class RankingSubmitSerializer(serializers.Serializer):
     order = serializers.JSONField(help_text="Tiers of completion ids, best first: [[3], [1, 4], [2]] (1 and 4 tie).")
     flags = serializers.JSONField(required=False, default=dict,
-                                  help_text='{"<completion id>": ["unsafe", "factually_wrong", ...]}')
+                                  help_text='{"<completion id>": ["unsafe", "factually_wrong", ...]}; "not_supported" '
+                                            '(by the evidence) only where the prompt has evidence.')
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
     time_spent_ms = serializers.IntegerField(min_value=0, required=False, default=0)
 

@@ -8,9 +8,9 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from annotation.models import Project, Role
+from annotation.queue import FLAGS
 from config.input import loads
 
-FLAGS = ("unsafe", "factually_wrong", "not_helpful", "personal_data")
 SKIP_REASONS = [
     ("unclear", "The prompt is unclear"),
     ("expertise", "Needs expertise I don't have"),

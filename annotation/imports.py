@@ -5,8 +5,10 @@ are shared with the preference import (``annotation.preference_import``).
 
 A record is ``{"prompt": ...}``, ``{"text": ...}`` or ``{"messages": [...]}`` (OpenAI style), with an
 optional ``metadata`` object, an optional ``answer`` (stored as an approved demonstration by the
-importer) and optional ``completions`` (a list of texts, stored for ranking). CSV files carry the same
-fields as columns; ``metadata``, ``messages`` and ``completions`` cells hold JSON.
+importer), optional ``completions`` (a list of texts, stored for ranking) and optional ``evidence``
+(the passages the answers are given: texts or ``{title, text, url?, section?}`` objects, bounded by
+``annotation.evidence``). CSV files carry the same fields as columns; ``metadata``, ``messages``,
+``completions`` and ``evidence`` cells hold JSON.
 
 The file is read line by line and never held in memory; a line longer than
 ``settings.MAX_IMPORT_LINE_BYTES`` is a problem of that line (and is never read whole). Valid rows
@@ -30,6 +32,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from annotation.errors import AnnotationError
+from annotation.evidence import EvidenceError, evidence_clean
 from annotation.models import Completion, Demonstration, Project, Prompt, PromptSource, ReviewState
 from annotation.prompt_text import PromptFormatError, normalized_hash, to_messages
 from config.input import loads
@@ -37,7 +40,7 @@ from config.input import loads
 CHUNK = 1000
 MAX_PROBLEMS_LISTED = 200
 FIELD_MESSAGE = re.compile(r"^field '([^']+)' (.*)$")
-_JSON_CELLS = ("metadata", "messages", "completions")
+_JSON_CELLS = ("metadata", "messages", "completions", "evidence")
 PREFERENCE_FIELDS = frozenset({"chosen", "rejected", "ranks"})
 
 
@@ -140,7 +143,7 @@ class _Importer(LineImporter):
 
     csv_columns = ("prompt", "text", "messages")
     json_cells = _JSON_CELLS
-    known_fields = frozenset({"prompt", "text", "messages", "metadata", "answer", "completions"})
+    known_fields = frozenset({"prompt", "text", "messages", "metadata", "answer", "completions", "evidence"})
     empty_message = "the file holds no prompts"
 
     def __init__(self, project: Project, user, progress: Callable[[int], None] | None):
@@ -188,6 +191,11 @@ class _Importer(LineImporter):
         elif not isinstance(completions, list) or not all(isinstance(c, str) and c.strip() for c in completions):
             self.problem(line, "must be a list of non-empty texts", "completions")
             ok = False
+        try:
+            evidence = evidence_clean(record.get("evidence"))
+        except EvidenceError as exc:
+            self.problem(line, str(exc), "evidence")
+            ok = False
         if not ok:
             return
         digest = normalized_hash(messages)
@@ -199,7 +207,7 @@ class _Importer(LineImporter):
         # The queue's counts, set here so the import needs no recount: an imported answer takes a slot.
         taken = 1 if answer else 0
         prompt = Prompt(project=self.project, messages=messages, normalized_hash=digest, metadata=metadata,
-                        source=PromptSource.IMPORT, created_by=self.user, demonstrations_taken=taken,
+                        evidence=evidence, source=PromptSource.IMPORT, created_by=self.user, demonstrations_taken=taken,
                         demonstration_open=taken < self.project.labels_per_item,
                         ranking_open=len(completions) >= self.project.completions_per_prompt)
         self.pending.append(_Row(line, prompt, answer, completions))

@@ -47,7 +47,9 @@ from annotation.prompt_text import PromptFormatError, normalized_hash, to_messag
 from annotation.selectors import completions_to_rank
 from annotation.slots import KINDS, OPEN, TAKEN, has_completions, slots_move
 
-FLAGS = ("unsafe", "factually_wrong", "not_helpful", "personal_data")
+FLAGS = ("unsafe", "factually_wrong", "not_helpful", "personal_data", "not_supported")
+# "Not supported by the evidence" means something only where the prompt came with passages.
+EVIDENCE_FLAGS = ("not_supported",)
 # An assignment in one of these has its label recorded: submitting again returns that label.
 LABELLED = (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED)
 MAX_TIME_SPENT_MS = 24 * 3600 * 1000
@@ -259,8 +261,16 @@ def demonstration_submit(*, assignment: Assignment, user, content: str, time_spe
     return demo
 
 
-def ranking_validate(order, flags, completion_ids: list[int]) -> tuple[list[list[int]], dict[str, list[str]]]:
-    """Tiers covering exactly ``completion_ids`` once each (ties allowed), and known flags on them."""
+def flags_for(prompt: Prompt) -> tuple[str, ...]:
+    """The flags a labeler may set on this prompt's answers: the evidence ones only when it has passages."""
+    if prompt.evidence:
+        return FLAGS
+    return tuple(f for f in FLAGS if f not in EVIDENCE_FLAGS)
+
+
+def ranking_validate(order, flags, completion_ids: list[int], allowed_flags: tuple[str, ...] = FLAGS
+                     ) -> tuple[list[list[int]], dict[str, list[str]]]:
+    """Tiers covering exactly ``completion_ids`` once each (ties allowed), and allowed flags on them."""
     if not isinstance(order, list) or not all(isinstance(tier, list) for tier in order):
         raise AnnotationError("order must be a list of tiers, each a list of completion ids, best first")
     allowed = set(completion_ids)
@@ -292,8 +302,10 @@ def ranking_validate(order, flags, completion_ids: list[int]) -> tuple[list[list
         if not isinstance(names, list):
             raise AnnotationError(f"flags of completion {key} must be a list")
         for name in names:
-            if name not in FLAGS:
-                raise AnnotationError(f"flag {name!r} on completion {key} is not one of {', '.join(FLAGS)}")
+            if name in EVIDENCE_FLAGS and name not in allowed_flags:
+                raise AnnotationError(f"flag {name!r} on completion {key}: this prompt has no evidence passages")
+            if name not in allowed_flags:
+                raise AnnotationError(f"flag {name!r} on completion {key} is not one of {', '.join(allowed_flags)}")
         if names:
             clean[str(key)] = sorted(set(names), key=FLAGS.index)
     return tiers, clean
@@ -306,7 +318,7 @@ def ranking_submit(*, assignment: Assignment, user, order: list[list[int]], flag
 
     def build(locked: Assignment) -> Ranking:
         shown = list(completions_to_rank(locked.prompt).values_list("pk", flat=True))
-        tiers, clean_flags = ranking_validate(order, flags, shown)
+        tiers, clean_flags = ranking_validate(order, flags, shown, flags_for(locked.prompt))
         return Ranking(prompt=locked.prompt, author=user, assignment=locked, order=tiers, flags=clean_flags,
                        comment=(comment or "").strip()[:5000], time_spent_ms=_time(time_spent_ms),
                        **_review_fields(locked.project))

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from annotation.errors import AnnotationError
+from annotation.evidence import EvidenceError, evidence_clean
 from annotation.models import Completion, Invitation, Membership, Project, Prompt, PromptSource, Role
 from annotation.prompt_text import normalized_hash, to_messages
 from annotation.slots import slots_recount
@@ -80,8 +81,13 @@ def invitation_decline(*, invitation: Invitation, user) -> None:
 
 
 def prompt_create(*, project: Project, record: dict, source: str = PromptSource.IMPORT, created_by=None) -> Prompt:
-    """Add one prompt; a duplicate of an existing prompt raises ``AnnotationError``."""
+    """Add one prompt (with its ``evidence`` passages, if the record has them); a duplicate of an existing
+    prompt, or evidence that is not a bounded list of passages, raises ``AnnotationError``."""
     messages = to_messages(record)
+    try:
+        evidence = evidence_clean(record.get("evidence"))
+    except EvidenceError as exc:
+        raise AnnotationError(f"evidence {exc}") from exc
     digest = normalized_hash(messages)
     if Prompt.objects.filter(project=project, normalized_hash=digest).exists():
         raise AnnotationError("this prompt is already in the project")
@@ -91,6 +97,7 @@ def prompt_create(*, project: Project, record: dict, source: str = PromptSource.
         normalized_hash=digest,
         source=source,
         metadata=record.get("metadata") or {},
+        evidence=evidence,
         created_by=created_by,
     )
 

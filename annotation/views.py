@@ -42,6 +42,7 @@ from annotation.models import (
 )
 from annotation.queue import (
     demonstration_submit,
+    flags_for,
     prompt_flag,
     prompt_write,
     ranking_submit,
@@ -117,6 +118,7 @@ def _render_task(request, project, kind: str, assignment, *, error: str = "", no
     }
     if assignment is not None:
         context["prompt"] = assignment.prompt
+        context["flags"] = flags_for(assignment.prompt)
         if kind == TaskKind.RANKING:
             context["completions"] = shown_completions(assignment)
     use_fragment = bool(request.htmx) if fragment is None else fragment

@@ -4,6 +4,8 @@
 request's thread and the token loop anywhere: ``start()`` (database + input moderation + an engine
 slot, raises ``EngineBusy``), ``events()`` (no database: the moderated reply's events) and
 ``finish()`` (database: the answer, and the moderation event when output was flagged).
+A deployment with knowledge bases also retrieves passages for the turn (``serving.citations``): the
+model reads them, and the answer keeps them as its ``citations``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django.db import transaction
 
 from serving import runtime
 from serving.answers import template_text
+from serving.citations import citations_mark, passages_for_turn, with_evidence
 from serving.engine import GenerationParams
 from serving.errors import ServingError
 from serving.limits import UserSlot, user_slot
@@ -64,8 +67,10 @@ class ChatTurn:
         self.held_slot: UserSlot | None = None
         engine = runtime.engine_of(deployment)
         project = deployment.project
+        moderator = runtime.moderator_of(project, deployment)
+        self.citations = passages_for_turn(deployment=deployment, messages=messages, moderator=moderator)
         self.reply = ModeratedReply(
-            messages=messages, engine=engine, params=params, moderator=runtime.moderator_of(project, deployment),
+            messages=messages, engine=with_evidence(engine, self.citations), params=params, moderator=moderator,
             template_for=lambda categories: template_text(project, categories),
             count_tokens=getattr(engine, "count_tokens", None), hold_back=settings.MODERATION_HOLD_BACK_CHARS,
         )
@@ -172,6 +177,7 @@ class ChatTurn:
             conversation=self.conversation, role=Message.Role.ASSISTANT, content=self.shown,
             deployment=self.deployment, model_version=self.deployment.policy, is_template=outcome.template,
             model_text=outcome.model_text if outcome.template else "",
+            citations=citations_mark(self.citations, self.shown, template=outcome.template),
         )
         if outcome.direction == "output":
             moderation_event_log(project=self.deployment.project, direction=ModerationEvent.Direction.OUTPUT,

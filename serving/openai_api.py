@@ -30,6 +30,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from serving.chat import ChatTurn, chat_params
+from serving.citations import api_extension
+from serving.citations_api import CHAT_RESPONSE
 from serving.engine import EngineBusy, EngineError
 from serving.errors import AmbiguousModel, ServingError
 from serving.keys import ApiKeyAuthentication
@@ -211,8 +213,9 @@ def parse_stream(body: dict) -> tuple[bool, bool]:
 
 
 class ChatCompletions(OpenAIView):
-    @extend_schema(request=CHAT_REQUEST, responses={200: OpenApiTypes.OBJECT},
-                   summary="OpenAI-compatible chat completion (server-sent events with stream=true), moderated")
+    @extend_schema(request=CHAT_REQUEST, responses={200: CHAT_RESPONSE},
+                   summary="OpenAI-compatible chat completion (server-sent events with stream=true), moderated, "
+                           "with the passages it cites in the `tuneloop` field")
     def post(self, request):
         body = request.data if isinstance(request.data, dict) else {}
         deployment = resolve_model(request.user, body.get("model"))
@@ -246,14 +249,15 @@ class ChatCompletions(OpenAIView):
                 "id": ident, "object": "chat.completion", "created": created, "model": name,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.shown},
                              "finish_reason": outcome.finish_reason, "logprobs": None}],
-                "usage": usage(turn),
+                "usage": usage(turn), "tuneloop": api_extension(turn.answer.citations),
             })
 
     @staticmethod
     def chunks(request, turn, ident, created, model, include_usage):
-        def chunk(delta: dict, finish=None) -> str:
+        def chunk(delta: dict, finish=None, **extra) -> str:
             return sse({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
+                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+                        **extra})
 
         state = {"sent": False}
 
@@ -268,7 +272,7 @@ class ChatCompletions(OpenAIView):
 
         def on_done(message) -> str:
             tail = chunk({} if state["sent"] else {"role": "assistant", "content": ""},
-                         turn.reply.outcome.finish_reason)
+                         turn.reply.outcome.finish_reason, tuneloop=api_extension(message.citations))
             if include_usage:
                 tail += sse({"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
                              "choices": [], "usage": usage(turn)})

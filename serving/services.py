@@ -60,21 +60,29 @@ def _warm(deployment: Deployment) -> None:
     warm(deployment)
 
 
-def deployment_create(*, project, policy, moderation=None, created_by=None, max_tokens: int | None = None) -> Deployment:
+def deployment_create(*, project, policy, moderation=None, created_by=None, max_tokens: int | None = None,
+                      knowledge_bases=None) -> Deployment:
     """Promote ``policy`` (and optionally a moderation version) to the project's chat.
 
-    ``max_tokens`` caps what one ``/v1`` request may ask for (default ``DEPLOYMENT_MAX_TOKENS``).
+    ``max_tokens`` caps what one ``/v1`` request may ask for (default ``DEPLOYMENT_MAX_TOKENS``);
+    ``knowledge_bases`` (the project's own) are searched for every user turn and the answers cite them.
     The previous active deployment stays, inactive, for rollback.
     """
+    from serving.knowledge.services import knowledge_bases_attach
+
     _check_version(policy, "policy", project, "chat model")
     if moderation is not None:
         _check_version(moderation, "moderation", project, "moderation model")
     max_tokens = settings.DEPLOYMENT_MAX_TOKENS if max_tokens is None else max_tokens
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_CEILING:
         raise ServingError(f"max_tokens must be a whole number between 1 and {MAX_TOKENS_CEILING}")
-    return _switch(project.pk, lambda: Deployment.objects.create(
-        project=project, policy=policy, moderation=moderation, created_by=created_by, is_active=True,
-        max_tokens=max_tokens))
+    def activate() -> Deployment:
+        deployment = Deployment.objects.create(project=project, policy=policy, moderation=moderation,
+                                               created_by=created_by, is_active=True, max_tokens=max_tokens)
+        knowledge_bases_attach(deployment=deployment, knowledge_bases=knowledge_bases or [])
+        return deployment
+
+    return _switch(project.pk, activate)
 
 
 def deployment_activate(*, deployment: Deployment) -> Deployment:
@@ -167,7 +175,8 @@ def feedback_give(*, message: Message, user, kind: str, comment: str = "") -> Fe
 
 
 def feedback_to_prompt(*, feedback: Feedback):
-    """The conversation up to the answer becomes a new prompt of the project (source: chat).
+    """The conversation up to the answer becomes a new prompt of the project (source: chat), with the
+    passages the answer was given as its evidence (numbered as the answer cites them).
 
     When the same conversation is already a prompt there, that prompt is linked and returned.
     """
@@ -175,6 +184,7 @@ def feedback_to_prompt(*, feedback: Feedback):
     from annotation.models import PromptSource
     from annotation.selectors import prompt_matching
     from annotation.services import prompt_create
+    from serving.citations import prompt_evidence
 
     message = feedback.message
     turns = [t for t in conversation_turns(message) if t["role"] in ("system", "user", "assistant")]
@@ -183,7 +193,7 @@ def feedback_to_prompt(*, feedback: Feedback):
     record = {"messages": turns, "metadata": {
         "from": "chat", "feedback": feedback.kind, "comment": feedback.comment, "message_id": message.pk,
         "answer": message.content, "model_version": message.model_version.name if message.model_version else None,
-    }}
+    }, "evidence": prompt_evidence(message.citations)}
     try:
         prompt = prompt_create(project=message.conversation.project, record=record, source=PromptSource.CHAT,
                                created_by=feedback.user)

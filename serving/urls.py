@@ -19,6 +19,8 @@ urlpatterns = [
     path(P + "chat/messages/<int:message_id>/feedback", views_chat.message_feedback, name="feedback"),
     path(P + "deployments/", views_manage.deployments, name="deployments"),
     path(P + "deployments/<int:deployment_id>/activate", views_manage.deployment_activate, name="deployment-activate"),
+    path(P + "deployments/<int:deployment_id>/knowledge", views_manage.deployment_knowledge,
+         name="deployment-knowledge"),
     path(P + "moderation/", views_manage.moderation, name="moderation"),
     path(P + "moderation/events/<int:event_id>/review", views_manage.event_review, name="event-review"),
     path(P + "moderation/feedback/<int:feedback_id>", views_manage.feedback_handle, name="feedback-handle"),

@@ -14,7 +14,8 @@ from serving import selectors, services
 from serving.answers import templates_table
 from serving.errors import ServingError
 from serving.keys import api_key_create, api_key_revoke
-from serving.models import MAX_TOKENS_CEILING, ApiKey
+from serving.knowledge.services import knowledge_bases_attach
+from serving.models import MAX_TOKENS_CEILING, ApiKey, KnowledgeBase
 from serving.moderation import CATEGORIES
 
 
@@ -31,6 +32,7 @@ def deployments(request, slug: str):
         policies, moderations = _versions(project, "policy"), _versions(project, "moderation")
         policy = policies.filter(pk=request.POST.get("policy") or 0).first()
         moderation = moderations.filter(pk=request.POST.get("moderation") or 0).first()
+        bases = _chosen_bases(request, project)
         try:
             if policy is None:
                 raise ServingError("choose a policy version to deploy")
@@ -38,17 +40,42 @@ def deployments(request, slug: str):
             if max_tokens is not None and not max_tokens.isdigit():
                 raise ServingError("the answer length cap must be a whole number of tokens")
             services.deployment_create(project=project, policy=policy, moderation=moderation,
-                                       created_by=request.user, max_tokens=max_tokens and int(max_tokens))
+                                       created_by=request.user, max_tokens=max_tokens and int(max_tokens),
+                                       knowledge_bases=bases)
             messages.success(request, f"{policy.name} now answers in the chat and the API.")
         except ServingError as exc:
             messages.error(request, str(exc))
         return redirect("serving:deployments", slug=slug)
     return render(request, "serving/deployments.html", {
-        "project": project, "deployments": selectors.deployments_of(project)[:50],
+        "project": project, "deployments": selectors.deployments_of(project).prefetch_related("knowledge_bases")[:50],
         "active": selectors.active_deployment(project),
         "policies": _versions(project, "policy"), "moderations": _versions(project, "moderation"),
         "max_tokens": site.DEPLOYMENT_MAX_TOKENS, "ceiling": MAX_TOKENS_CEILING,
+        "knowledge_bases": KnowledgeBase.objects.filter(project=project).order_by("name"),
     })
+
+
+def _chosen_bases(request, project) -> list[KnowledgeBase]:
+    """The project's knowledge bases ticked in the form (at most a page's worth; others' ids are ignored)."""
+    ids = [int(v) for v in request.POST.getlist("knowledge_bases")[:100] if v.isdigit()]
+    return list(KnowledgeBase.objects.filter(project=project, pk__in=ids))
+
+
+@login_required
+@require_POST
+def deployment_knowledge(request, slug: str, deployment_id: int):
+    """Attach knowledge bases to a deployment (the live one, usually): its answers cite them from the next turn."""
+    project = project_for_user(request.user, slug, MANAGERS)
+    deployment = selectors.deployment_of(project, deployment_id)
+    bases = _chosen_bases(request, project)
+    try:
+        knowledge_bases_attach(deployment=deployment, knowledge_bases=bases)
+    except ServingError as exc:
+        messages.error(request, str(exc))
+    else:
+        names = ", ".join(b.name for b in bases)
+        messages.success(request, f"Answers now cite {names}." if bases else "Answers no longer search documents.")
+    return redirect("serving:deployments", slug=slug)
 
 
 @login_required

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from annotation.evidence import messages_with_evidence
+
 IGNORE_INDEX = -100
 
 
@@ -38,11 +40,12 @@ def read_conversations(path: Path) -> list[list[dict]]:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            messages = json.loads(line).get("messages")
+            row = json.loads(line)
+            messages = row.get("messages")
             if not messages:
                 raise ValueError(f"line {number} of {path} has no 'messages'")
             if messages[-1].get("role") == "assistant":
-                rows.append(messages)
+                rows.append(messages_with_evidence(messages, row.get("evidence")))
     return rows
 
 

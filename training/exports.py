@@ -16,6 +16,13 @@ Formats (each line one JSON object, what ``datasets.load_dataset("json", ...)`` 
   extra columns ignored by TRL); one ranking of K gives its C(K,2) comparisons minus the tied ones.
 - ``prompts``: ``{"messages": [...], "prompt_id": int}``
 - ``moderation``: ``{"text": str, "categories": [str, ...]}``
+
+A prompt with evidence (passages it came with, e.g. from a chat answer with citations) carries them
+in an ``evidence`` column (``[{n, title, section, source, url, text}]``; absent when there are none),
+and its prompt messages begin with the system message that lists them
+(``annotation.evidence.messages_with_evidence``, the same text the chat gives the model), so SFT, the
+reward model and sampling all read the answer together with what it should be supported by. A
+labeler's ``not_supported`` flag ("not supported by the evidence") rides in ``flags`` like the others.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from django.db.models import Count
 from django.http import StreamingHttpResponse
 
 from annotation import selectors as labels
+from annotation.evidence import evidence_of, messages_with_evidence
 from training.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -37,10 +45,18 @@ FORMATS = ("sft", "rankings", "pairs", "prompts", "moderation")
 MODERATION_SOURCE = "reviewed moderation events"
 
 
+def prompt_messages(prompt) -> tuple[list[dict], dict]:
+    """The prompt as every training format gives it to a model (with its passages, if any), and the
+    ``evidence`` column of its row (empty when it has none)."""
+    evidence = evidence_of(prompt.evidence)
+    return messages_with_evidence(prompt.messages, evidence), ({"evidence": evidence} if evidence else {})
+
+
 def sft_rows(project) -> Iterator[tuple[int, dict]]:
     """Approved demonstrations as chat transcripts whose last turn is the labeler's answer."""
     for demo in labels.approved_demonstrations(project).iterator(chunk_size=CHUNK_SIZE):
-        yield demo.pk, {"messages": [*demo.prompt.messages, {"role": "assistant", "content": demo.content}]}
+        messages, extra = prompt_messages(demo.prompt)
+        yield demo.pk, {"messages": [*messages, {"role": "assistant", "content": demo.content}], **extra}
 
 
 def _rankings(project):
@@ -66,8 +82,9 @@ def ranking_row(ranking) -> dict | None:
             flags.append(sorted(str(f) for f in flagged.get(str(completion_id), []) or []))
     if len(completions) < 2:
         return None
-    return {"prompt": ranking.prompt.messages, "completions": completions, "ranks": ranks, "flags": flags,
-            "prompt_id": ranking.prompt_id}
+    messages, extra = prompt_messages(ranking.prompt)
+    return {"prompt": messages, "completions": completions, "ranks": ranks, "flags": flags,
+            "prompt_id": ranking.prompt_id, **extra}
 
 
 def ranking_rows(project) -> Iterator[tuple[int, dict]]:
@@ -86,8 +103,9 @@ def pairs_of(row: dict) -> Iterator[dict]:
             if ranks[i] == ranks[j]:
                 continue
             better, worse = (i, j) if ranks[i] < ranks[j] else (j, i)
+            extra = {"evidence": row["evidence"]} if row.get("evidence") else {}
             yield {"prompt": row["prompt"], "chosen": completions[better], "rejected": completions[worse],
-                   "chosen_flags": flags[better], "rejected_flags": flags[worse]}
+                   "chosen_flags": flags[better], "rejected_flags": flags[worse], **extra}
 
 
 def pair_rows(project) -> Iterator[tuple[int, dict]]:
@@ -107,8 +125,9 @@ def prompt_rows(project, *, needs_completions: bool = False, limit: int | None =
         )
     if limit:
         prompts = prompts[:limit]
-    for prompt in prompts.only("id", "messages").iterator(chunk_size=CHUNK_SIZE):
-        yield prompt.pk, {"messages": prompt.messages, "prompt_id": prompt.pk}
+    for prompt in prompts.only("id", "messages", "evidence").iterator(chunk_size=CHUNK_SIZE):
+        messages, extra = prompt_messages(prompt)
+        yield prompt.pk, {"messages": messages, "prompt_id": prompt.pk, **extra}
 
 
 def moderation_source():
@@ -182,6 +201,14 @@ class _Sink:
         return data
 
 
+def evidence_type():
+    """The Parquet type of the ``evidence`` column: a list of passages."""
+    import pyarrow as pa
+
+    return pa.list_(pa.struct([("n", pa.int64()), *((name, pa.string()) for name in
+                                                     ("title", "section", "source", "url", "text"))]))
+
+
 def parquet_chunks(rows: Iterable[tuple[int, dict]], rows_per_group: int = 5000) -> Iterator[bytes]:
     """Parquet, one row group per ``rows_per_group`` rows, streamed as each group is written."""
     import pyarrow as pa
@@ -199,9 +226,18 @@ def parquet_chunks(rows: Iterable[tuple[int, dict]], rows_per_group: int = 5000)
     def flush() -> bytes:
         nonlocal writer
         if writer is None:
-            inferred = pa.Table.from_pylist(batch).schema
-            schema = pa.schema([pa.field(f.name, strings_for_nulls(f.type)) for f in inferred])
-            table = pa.Table.from_pylist(batch, schema=schema)
+            # The columns of every row of the first group; a prompt-bearing format always has the optional
+            # ``evidence`` column (its type declared), so rows with passages after a group without any
+            # keep them. Rows without a column get null.
+            columns = list(dict.fromkeys(key for row in batch for key in row))
+            if {"messages", "prompt"} & set(columns) and "evidence" not in columns:
+                columns.append("evidence")
+            inferred = pa.Table.from_pylist(
+                [{key: row.get(key) for key in columns if key != "evidence"} for row in batch]).schema
+            fields = [pa.field(f.name, strings_for_nulls(f.type)) for f in inferred]
+            if "evidence" in columns:
+                fields.append(pa.field("evidence", evidence_type()))
+            table = pa.Table.from_pylist(batch, schema=pa.schema(fields))
         else:
             table = pa.Table.from_pylist(batch, schema=writer.schema)
         if writer is None:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from annotation.evidence import messages_with_evidence
 from training.ppo_loss import entropy_from_logits, logprobs_from_logits, masked_mean
 
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>")
@@ -60,10 +61,11 @@ def read_prompts(path: Path) -> list[list[dict]]:
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if line.strip():
-                messages = json.loads(line).get("messages")
+                row = json.loads(line)
+                messages = row.get("messages")
                 if not messages:
                     raise ValueError(f"line {number} of {path} has no 'messages'")
-                prompts.append(messages)
+                prompts.append(messages_with_evidence(messages, row.get("evidence")))
     if not prompts:
         raise ValueError(f"{path} holds no prompts")
     return prompts

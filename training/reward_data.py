@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from annotation.evidence import messages_with_evidence
+
 
 @dataclass
 class Ranking:
@@ -80,8 +82,11 @@ def read_rankings(path: Path) -> list[Ranking]:
                 raise ValueError(f"line {number} of {path}: a ranking needs 'prompt' (messages), 'completions', 'ranks'")
             if len(completions) != len(ranks) or len(completions) < 2:
                 raise ValueError(f"line {number} of {path}: {len(completions)} completions and {len(ranks)} ranks")
-            rankings.append(Ranking(row["prompt"], [str(c) for c in completions], [int(r) for r in ranks],
-                                    prompt_key(row)))
+            # A row's passages are in its prompt already (exports); a file with only an ``evidence``
+            # column gets them added the same way, so the model always scores answer and evidence together.
+            prompt = messages_with_evidence(row["prompt"], row.get("evidence"))
+            rankings.append(Ranking(prompt, [str(c) for c in completions], [int(r) for r in ranks],
+                                    prompt_key({"prompt": prompt})))
     return rankings
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from django.db import transaction
 
+from annotation.evidence import messages_with_evidence
 from annotation.selectors import prompts_of
 from annotation.services import completions_add
 from training.errors import TrainingError
@@ -216,7 +217,7 @@ def read_prompts(path: Path) -> list[tuple[int, list[dict]]]:
         for line in f:
             if line.strip():
                 row = json.loads(line)
-                rows.append((row["prompt_id"], row["messages"]))
+                rows.append((row["prompt_id"], messages_with_evidence(row["messages"], row.get("evidence"))))
     return rows
 
 

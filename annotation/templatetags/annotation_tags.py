@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import template
 
+from annotation import evidence as evidence_module
 from annotation.markdown import render_markdown
 
 register = template.Library()
@@ -13,6 +14,7 @@ FLAG_LABELS = {
     "factually_wrong": "Factually wrong",
     "not_helpful": "Not helpful",
     "personal_data": "Personal data",
+    "not_supported": "Not supported by the evidence",
 }
 
 
@@ -50,3 +52,24 @@ def seconds(ms) -> str:
     except (TypeError, ValueError):
         return ""
     return f"{total // 60} min {total % 60} s" if total >= 60 else f"{total} s"
+
+
+@register.filter
+def evidence(value) -> list[dict]:
+    """A prompt's (or an answer's) stored passages, read leniently: what ``_evidence.html`` lists."""
+    return evidence_module.evidence_of(value)
+
+
+@register.filter
+def cited_numbers(text) -> list[int]:
+    """The passage numbers an answer cites as ``[n]``."""
+    return evidence_module.cited_numbers(str(text or ""))
+
+
+@register.filter
+def link_url(url) -> str:
+    """A passage's link only when it is http(s) or a path on this site: never ``javascript:`` and the like."""
+    url = str(url or "").strip()
+    if url.startswith(("https://", "http://")) or (url.startswith("/") and not url.startswith("//")):
+        return url
+    return ""

@@ -4,15 +4,15 @@
  * the row holding the chip is its place. One answer is always selected (A at the start). Keys: the
  * letters A..(K-th letter) select that answer; a number 1..K puts the selected answer in that row
  * and selects the next unplaced one (or keeps it when all are placed), so a number never means
- * "select". Arrows (or j/k) move the selection, 0 or Backspace unplaces, u/w/n/p toggle the selected
- * answer's flags, Enter submits. The letters take precedence over the task page's F and G (the
+ * "select". Arrows (or j/k) move the selection, 0 or Backspace unplaces, u/w/n/p (and v, "not supported
+ * by the evidence", when the prompt has passages) toggle the selected answer's flags, Enter submits. The letters take precedence over the task page's F and G (the
  * template hides those keys' hints when K reaches them). Chips drag between rows with SortableJS
  * when it is loaded, else with HTML5 drag and drop.
  */
 (function () {
   "use strict";
 
-  var FLAG_KEYS = { u: "unsafe", w: "factually_wrong", n: "not_helpful", p: "personal_data" };
+  var FLAG_KEYS = { u: "unsafe", w: "factually_wrong", n: "not_helpful", p: "personal_data", v: "not_supported" };
   var state = null;
 
   function init(root) {
