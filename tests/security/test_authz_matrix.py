@@ -80,6 +80,7 @@ RULES: dict[str, dict[str, str]] = {
     "serving:chat-home": rule(SIGNED_IN), "serving:chat": rule(MEMBER), "serving:chat-send": rule(MEMBER, P),
     "serving:chat-regenerate": rule(MEMBER, P), "serving:feedback": rule(MEMBER, P),
     "serving:deployments": rule(MANAGER, GP), "serving:deployment-activate": rule(MANAGER, P),
+    "serving:deployment-knowledge": rule(MANAGER, P),
     "serving:moderation": rule(MANAGER), "serving:event-review": rule(MANAGER, P),
     "serving:feedback-handle": rule(MANAGER, P), "serving:moderation-settings": rule(MANAGER, P),
     "serving:template-save": rule(MANAGER, P), "serving:keys": rule(SIGNED_IN, GP),
