@@ -8,7 +8,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from annotation.models import Project, Role
-from annotation.queue import FLAGS
+from annotation.ranking_rules import FLAGS
 from config.input import loads
 
 SKIP_REASONS = [

@@ -42,13 +42,13 @@ from annotation.models import (
 )
 from annotation.queue import (
     demonstration_submit,
-    flags_for,
     prompt_flag,
     prompt_write,
     ranking_submit,
     task_next,
     task_skip,
 )
+from annotation.ranking_rules import flags_for
 from annotation.selectors import EVERYONE, completions_to_rank, project_for_user
 
 TEMPLATES = {
