@@ -5,7 +5,9 @@
 1. Rows: the platform's labelled texts (``data_path``: the project's reviewed moderation events, JSONL
    ``{"text", "categories": [...]}``), merged over the parent folder's ``data.jsonl`` (a newer label
    for a text wins), plus ``corpus_negatives`` negatives and every positive of the public corpus'
-   train split (training/moderation_corpus/, nulls masked). Every text is normalised as the server does.
+   train split (training/moderation_corpus/, nulls masked), plus ``fragment_negatives`` benign short
+   prefixes (training/moderation_fragments.py: what the stream checks first). Every text is normalised
+   as the server does.
 2. Dev: the corpus' dev split (``dev_rows`` of it, every positive kept) plus ``eval_fraction`` of the
    platform rows held out by group.
 3. The n-gram classifier: one logistic regression per category over hashed n-grams (full-batch Adam on
@@ -44,6 +46,7 @@ from training.moderation_data import (
     sample_corpus,
     with_parents,
 )
+from training.moderation_fragments import fragment_rows
 from training.moderation_model import (
     CATEGORIES,
     DEFAULT_LEXICON,
@@ -75,6 +78,7 @@ class ModerationTrainConfig:
     corpus: bool = True  # add the public corpus (training/moderation_corpus/)
     corpus_negatives: int = 4000  # corpus rows without a positive label to add
     corpus_positives: int = 1500  # at most this many positive rows per category (the thin ones have fewer)
+    fragment_negatives: int = 3000  # benign 1-8 word prefixes (training/moderation_fragments.py), with the corpus
     ngram_full_corpus: bool = True  # the n-gram classifier (cheap) learns from every corpus train row
     dev_rows: int = 1500  # corpus dev rows to measure on (every positive kept; < 0: the whole split)
     encoder: str = "package"  # without a parent: "package" (all-MiniLM-L6-v2), "tiny" (tests) or "none"
@@ -293,13 +297,14 @@ def train_moderation(data_path: str | Path, out_dir: str | Path, config: Moderat
     seen = sorted({c for r in rows for c in with_parents(r["categories"])} - set(CATEGORIES))
     categories = list(config.categories) or [*CATEGORIES, *seen]
     train_rows, held = split_rows(rows, config.eval_fraction, config.seed)
-    train_all, dev_all = corpus_train + train_rows, corpus_dev + held
+    fragments = fragment_rows(corpus_all, categories, config.fragment_negatives, config.seed) if config.corpus else []
+    train_all, dev_all = corpus_train + fragments + train_rows, corpus_dev + held
     norms = [normalize(r["text"]) for r in train_all]
     dev_norms = [normalize(r["text"]) for r in dev_all]
     labels, known = label_arrays(train_all, categories)
     dev_labels, dev_known = label_arrays(dev_all, categories)
 
-    ngram_rows = (corpus_all if config.ngram_full_corpus else corpus_train) + train_rows
+    ngram_rows = (corpus_all if config.ngram_full_corpus else corpus_train) + fragments + train_rows
     weight, bias, ngram_loss = fit_ngram([normalize(r["text"]) for r in ngram_rows],
                                          *label_arrays(ngram_rows, categories), config, reporter)
     ngram = HashedClassifier(categories, weight, bias)

@@ -56,16 +56,26 @@ _HOMOGLYPH_RE = re.compile("[" + "".join(_HOMOGLYPHS) + "]")
 _HAS_FOREIGN = re.compile(r"[^\x00-\x7f]")
 _COMBINING = re.compile("[\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
+# Typographic quotes as their ASCII forms, so "don\u2019t" and "don't" read alike (NFKC keeps them apart).
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"'})
 _LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
          "@": "a", "$": "s", "!": "i", "|": "l", "€": "e", "£": "l"}
 _LEET_TABLE = str.maketrans(_LEET)
 _SINGLE = r"[a-z0-9@$]"
 _SEP = r"(?:[ \t.\-_*·•~+,'/\\|:]{1,3})"
-_SPACED_RUN = re.compile(rf"(?<![a-z0-9@$]){_SINGLE}(?:{_SEP}{_SINGLE}){{2,}}(?![a-z0-9@$])")
+# A separator between the run and punctuation belongs to the run ("m.u.s.l.i.m.s.." is "muslims.").
+_SPACED_RUN = re.compile(
+    rf"(?<![a-z0-9@$]){_SINGLE}(?:{_SEP}{_SINGLE}){{2,}}(?![a-z0-9@$])(?:[.\-](?=[.,!?;:'\")\]]))?")
 _SEP_ONLY = re.compile(_SEP)
 # A word with digits or leet symbols in it; the symbols only count before a letter ("sh!t", not "hi!").
-_LEET_WORD = re.compile(r"[a-z0-9@$!|€£]*[0-9@$!|€£][a-z0-9@$!|€£]*")
+# Only from a word's start (the look-behind): otherwise each position of a long word without a digit
+# rescans it to its end, quadratic in the word's length.
+_LEET_WORD = re.compile(r"(?<![a-z0-9@$!|€£])[a-z0-9@$!|€£]*[0-9@$!|€£][a-z0-9@$!|€£]*")
+# A text with two or more leet words ("y0u 533m", "h4v3 l05t") is written in leetspeak throughout: its
+# short all-digit words are letters too ("533" -> "see", "4" -> "a", "15" -> "is", "3nd" -> "end").
+LEET_TEXT_WORDS, LEET_DIGITS_MAX = 2, 3
 _TRAILING = re.compile(r"[@$!|€£]+$")
+_TRAILING_IN_LEET_TEXT = re.compile(r"!+$")  # in a leet text "w0rthl3$$" ends in letters; "hi!" still ends in "!"
 # Numbers with a unit or an ordinal stay as they are ("3rd", "10pm", "5k"); anything else with a digit
 # among letters is leetspeak ("4ll", "1n", "0f", "k1ll").
 _NUMBER_WITH_UNIT = re.compile(
@@ -73,12 +83,18 @@ _NUMBER_WITH_UNIT = re.compile(
 _INNER_PUNCT = re.compile(r"(?<=[a-z])[.*_\-](?=[a-z])")
 _REPEATS = re.compile(r"(.)\1{2,}")
 _SPACES = re.compile(r"\s+")
+_SPACE_BEFORE_PUNCT = re.compile(r" +(?=[.,!?;:](?:\s|$))")
+# Pieces of up to two letters that a run of spaced letters may be split into; any other short piece
+# ("c odd ling", "friend o", "m i grants") means the run is one word the vocabulary does not know.
+_SHORT_WORDS = frozenset({"a", "i", "u", "am", "an", "as", "at", "be", "by", "do", "go", "he", "hi", "if", "in", "is",
+                          "it", "me", "my", "no", "of", "oh", "ok", "on", "or", "so", "to", "up", "ur", "us", "we",
+                          "ya", "yo"})
 
 
 def _join_run(match: re.Match) -> str:
-    run = match.group(0)
+    run = match.group(0).rstrip(".-")
     if not any(c.isalpha() for c in run):
-        return run
+        return match.group(0)
     # The commonest separator is the one between letters; a different one that holds a space is a
     # gap between words ("k i l l  y o u", "k.i.l.l y.o.u"), so each word is joined on its own.
     seps = _SEP_ONLY.findall(run)
@@ -86,10 +102,16 @@ def _join_run(match: re.Match) -> str:
     between = max(sorted(set(seps)), key=lambda sep: (seps.count(sep), not sep.isspace()))
     words = [""]
     for i, piece in enumerate(_SEP_ONLY.split(run)):
-        if i and seps[i - 1] != between and seps[i - 1].isspace():
+        sep = seps[i - 1] if i else ""
+        if sep != between and "'" in sep:
+            words[-1] += "'"  # "d o n ' t" is "don't"
+        elif sep != between and any(c.isspace() for c in sep):
+            words[-1] += "".join(c for c in sep if c in ",:")  # "w.h.a.t., n.o.w" is "what, now"
             words.append("")
         words[-1] += piece
-    return " ".join(segment(_REPEATS.sub(r"\1\1", w.translate(_LEET_TABLE))) for w in words)
+    words = [_REPEATS.sub(r"\1\1", w.translate(_LEET_TABLE)) for w in words if w]
+    # Gaps between words were written out: each word is whole. Without them, the run may be several.
+    return " ".join(words) if len(words) > 1 else segment(words[0]) if words else ""
 
 
 # A run that is a known word plus one of these endings is a word too ("studs", not "stud s").
@@ -126,14 +148,19 @@ def segment(run: str) -> str:
     while i > 0:
         words.append(run[back[i]:i])
         i = back[i]
+    if any(w not in costs or (len(w) <= 2 and w not in _SHORT_WORDS) for w in words):
+        return run  # an unknown word ("coddling", "friendo"), not several known ones
     return " ".join(reversed(words))
 
 
-def _fold_leet(match: re.Match) -> str:
+def _fold_leet(match: re.Match, *, leet_text: bool = False) -> str:
     word = match.group(0)
-    tail = _TRAILING.search(word)  # "hi!" keeps its "!": a symbol counts as a letter only before one
+    # "hi!" keeps its "!": a symbol counts as a letter only before one
+    tail = (_TRAILING_IN_LEET_TEXT if leet_text else _TRAILING).search(word)
     if tail:
         word, tail = word[:tail.start()], tail.group(0)
+    if leet_text and (any(c.isalpha() for c in word) or (word.isdigit() and len(word) <= LEET_DIGITS_MAX)):
+        return word.translate(_LEET_TABLE) + (tail or "")
     if not any(c.isalpha() for c in word) or word.isdigit() or _NUMBER_WITH_UNIT.fullmatch(word):
         return word + (tail or "")
     return word.translate(_LEET_TABLE) + (tail or "")
@@ -147,11 +174,17 @@ def normalize(text: str) -> str:
     text = _INVISIBLE.sub("", text)
     if _HAS_FOREIGN.search(text):
         text = unicodedata.normalize("NFKC", _COMBINING.sub("", unicodedata.normalize("NFKD", text)))
-    text = text.casefold()
+    text = text.casefold().translate(_QUOTES)
     if _HAS_FOREIGN.search(text):
         text = _HOMOGLYPH_RE.sub(lambda m: _HOMOGLYPHS[m.group(0)], text)
     text = _SPACED_RUN.sub(_join_run, text)
-    text = _LEET_WORD.sub(_fold_leet, text)
+    leet_words = 0
+    for match in _LEET_WORD.finditer(text):
+        folded = _fold_leet(match)
+        leet_words += folded != match.group(0) and any(c.isalpha() for c in folded)
+        if leet_words >= LEET_TEXT_WORDS:
+            break
+    text = _LEET_WORD.sub(functools.partial(_fold_leet, leet_text=leet_words >= LEET_TEXT_WORDS), text)
     text = _INNER_PUNCT.sub("", text)
     text = _REPEATS.sub(r"\1\1", text)
-    return _SPACES.sub(" ", text).strip()
+    return _SPACE_BEFORE_PUNCT.sub("", _SPACES.sub(" ", text)).strip()

@@ -163,3 +163,21 @@ def test_fine_tuning_the_top_layer_changes_it_and_the_folder_keeps_it(tmp_path, 
     text = normalize("Claim your free laptop today at prizes.example, limited offer!")
     assert not np.allclose(a.encoder.logits(text), b.encoder.logits(text))
     assert tuned["per_category"]["spam"]["auprc"] >= 0.9
+
+
+def test_fragments_are_benign_prefixes_and_never_cut_from_harmful_rows():
+    from training.moderation_fragments import MARKDOWN, fragment_rows
+
+    harmful = {"text": "i will stab you and burn your house down tonight", "categories": {"violence": 1, "hate": None}}
+    benign = {"text": "the bus was late again so i walked to work in the rain", "categories": {"violence": 0, "hate": None}}
+    rows = fragment_rows([harmful, benign] * 20, ["violence", "hate"], 200, seed=1)
+    assert len(rows) > 20
+    bare = {m.format("") for m in MARKDOWN}
+    for row in rows:
+        assert "stab" not in row["text"] and "burn" not in row["text"]
+        assert row["categories"].get("violence") == 0, row  # a prefix of harmless text is harmless
+        if benign["text"].startswith(row["text"]):
+            assert row["categories"]["hate"] is None  # what the source never judged stays unknown
+        words = row["text"].split()
+        assert 1 <= len(words) <= 8 + max(len(b.split()) for b in bare), row
+    assert any(len(r["text"].split()) <= 2 for r in rows), "short prefixes (the stream's first checks) are there"
