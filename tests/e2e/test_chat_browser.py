@@ -20,7 +20,7 @@ from tests.serving.fakes import ScriptedEngine
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 ANSWER = (
-    "Use `git reset --soft` to step back one commit and keep your changes, like this:\n\n"
+    "To undo the last commit but keep your changes, run:\n\n"
     "```\ngit reset --soft HEAD~1\n```\n\n"
     "Your changes stay **staged**: fix them and commit again. If you already pushed the commit, "
     "prefer `git revert HEAD`, which adds a new commit instead of rewriting history that others may have pulled."

@@ -103,7 +103,7 @@ def start_moderation(project, alice, **_):
     # the shipped encoder; reading 60k corpus rows into the n-gram model took most of 5 minutes.
     return run_start(project=project, kind="moderation", created_by=alice, config=known(
         "moderation", epochs=20, dropout_copies=1, n_features=4096, seed=0, encoder="tiny", corpus_negatives=300,
-        corpus_positives=40, dev_rows=300, ngram_full_corpus=False))
+        corpus_positives=40, dev_rows=300, ngram_full_corpus=False, fragment_negatives=100))
 
 
 STAGES = {"sft": start_sft, "reward": start_reward, "sampling": start_sampling, "ppo": start_ppo,

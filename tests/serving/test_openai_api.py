@@ -108,7 +108,7 @@ async def asgi_stream(async_client, key: str, model: str) -> str:
     """One streamed request through Django's ASGI handler (the async generator path uvicorn serves)."""
     response = await async_client.post(
         "/v1/chat/completions", data=json.dumps({"model": model, "stream": True,
-                                                 "messages": [{"role": "user", "content": "Tell me how streaming works."}]}),
+                                                 "messages": [{"role": "user", "content": "say it"}]}),
         content_type="application/json", headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 200 and response.is_async
     frames = [chunk async for chunk in response.streaming_content]
