@@ -31,6 +31,7 @@ import json
 import random
 import re
 import sys
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +117,9 @@ def sources() -> dict[str, list[str]]:
         module = importlib.import_module(name)
         stdlib += paragraphs(module.__doc__ or "")
         for attr in sorted(dir(module)):
-            obj = getattr(module, attr, None)
+            with warnings.catch_warnings():  # typing.io and friends warn when touched
+                warnings.simplefilter("ignore")
+                obj = getattr(module, attr, None)
             if not attr.startswith("_") and callable(obj) and getattr(obj, "__module__", "") == module.__name__:
                 stdlib += paragraphs(obj.__doc__ or "")[:1]
     everyday = [line.strip() for line in (ROOT / "serving" / "moderation_data" / "everyday_eval.txt")
