@@ -34,7 +34,8 @@ MODEL_DIR = ROOT / "serving" / "moderation_model"
 # model reads the whole train split); the whole dev split for weights, thresholds and figures.
 SHIPPED = {"corpus_negatives": 3500, "corpus_positives": 1200, "dev_rows": -1, "encoder": "package",
            "encoder_layers": 3, "encoder_max_length": 128, "quantize": "int8", "runtime": "onnx",
-           "precision_target": 0.8, "dropout_copies": 0, "fragment_negatives": 4000}
+           "precision_target": 0.8, "dropout_copies": 0, "fragment_negatives": 4000,
+           "eval_fraction": 0.0}
 
 TEMPLATES = DATA_DIR / "templates.json"
 EVERYDAY = DATA_DIR / "everyday.txt"
