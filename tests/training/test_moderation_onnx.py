@@ -45,3 +45,20 @@ def test_the_onnx_file_is_built_once_per_weights(tmp_path, monkeypatch):
 
     classifier("onnx", seed=1).logits(TEXTS[0])  # other weights (a fine-tuned encoder): another file
     assert len(list(tmp_path.glob("*.onnx"))) == 2
+
+
+def test_the_first_int8_export_keeps_the_quantiser_out_of_the_log(tmp_path, monkeypatch, caplog):
+    """onnxruntime's quantiser logs through the root logger (and, with no root handler, installs one that
+    prints to stderr for good): a server's first check must not leave either behind."""
+    import logging
+
+    monkeypatch.setenv("TUNELOOP_MODERATION_CACHE", str(tmp_path))
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # a process whose logging nobody configured
+    caplog.set_level(logging.DEBUG)
+    root.handlers.append(caplog.handler)
+    quantized = classifier("onnx", quantize="int8")
+    quantized.logits(TEXTS[0])
+    assert len(list(tmp_path.glob("*.onnx"))) == 1
+    assert [r.getMessage() for r in caplog.records if "onnxruntime" in r.pathname] == []
+    assert root.handlers == [caplog.handler] and root.filters == []
