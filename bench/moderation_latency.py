@@ -103,7 +103,7 @@ def stage_split(model, texts: list[str], repeat: int) -> None:
         windows = [enc.windows(enc._tokenizer.encode(n).ids) for n in norms]
         stages = {
             "normalise": (normalize, part),
-            "custom categories": (lambda t: moderator._extra.matches(normalize(t), t), part),
+            "custom categories": (lambda pair: moderator._extra.matches(*pair), list(zip(norms, part, strict=True))),
             "tokenizer + windows": (lambda n: enc.windows(enc._tokenizer.encode(n).ids), norms),
             "encoder forward": (enc.pooled_ids, windows),
             "n-gram features + logits": (model.ngram.logits, norms),
