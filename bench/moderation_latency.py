@@ -121,12 +121,15 @@ def stage_split(model, texts: list[str], repeat: int) -> None:
 
 
 def legacy(model):
-    """``model`` switched to the ONNX path as it was before this bench's --compare existed: ONNX Runtime's
-    SkipLayerNormalization fusion on, spinning pool threads, and the tokenizer's ``encode_batch``."""
+    """``model`` switched to the ONNX path as it was before this bench's --compare existed: attention
+    exported through SDPA, ONNX Runtime's SkipLayerNormalization fusion on, spinning pool threads, and
+    the tokenizer's ``encode_batch``."""
     import onnxruntime as ort
 
+    from training.moderation_onnx import OnnxEncoder
+
     enc = model.encoder
-    session = enc._session()
+    enc.onnx = session = OnnxEncoder(enc.encoder.model, enc.quantize, threads=enc.threads, attention="sdpa")
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = session.threads, 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
