@@ -113,8 +113,13 @@ class EncoderClassifier:
             return mean_pool(states, t_mask).numpy()
 
     def pooled(self, norms: list[str]) -> list[np.ndarray]:
-        """Per text, its windows' pooled vectors (windows, H)."""
-        return [self.pooled_ids(self.windows(enc.ids)) for enc in self._tokenizer.encode_batch(list(norms))]
+        """Per text, its windows' pooled vectors (windows, H).
+
+        One ``encode`` per text, not ``encode_batch``: the batch call hands even one text to the
+        tokenizer's thread pool, and on a busy machine waiting for that thread was a large part of a
+        check's wall-time tail (0.9 ms wall for 0.2 ms of work at ~120 tokens under load).
+        """
+        return [self.pooled_ids(self.windows(self._tokenizer.encode(norm).ids)) for norm in norms]
 
     def logits(self, norm: str) -> np.ndarray:
         windows = self.pooled([norm])[0]

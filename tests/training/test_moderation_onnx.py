@@ -22,8 +22,11 @@ def classifier(runtime, *, seed=0, quantize=""):
 def test_onnx_scores_match_torch(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNELOOP_MODERATION_CACHE", str(tmp_path))
     torch_model, onnx_model = classifier("torch"), classifier("onnx")
+    before = onnx_model.encoder.model.config._attn_implementation
     for text in TEXTS:
         assert np.allclose(torch_model.logits(text), onnx_model.logits(text), atol=1e-3)
+    # the export traces attention its own way; the torch model (training shares it) is left as it was
+    assert onnx_model.encoder.model.config._attn_implementation == before
     assert len(torch_model.windows(torch_model._tokenizer.encode(TEXTS[-1]).ids)) > 1
 
     quantized = classifier("onnx", quantize="int8")
@@ -45,3 +48,20 @@ def test_the_onnx_file_is_built_once_per_weights(tmp_path, monkeypatch):
 
     classifier("onnx", seed=1).logits(TEXTS[0])  # other weights (a fine-tuned encoder): another file
     assert len(list(tmp_path.glob("*.onnx"))) == 2
+
+
+def test_the_first_int8_export_keeps_the_quantiser_out_of_the_log(tmp_path, monkeypatch, caplog):
+    """onnxruntime's quantiser logs through the root logger (and, with no root handler, installs one that
+    prints to stderr for good): a server's first check must not leave either behind."""
+    import logging
+
+    monkeypatch.setenv("TUNELOOP_MODERATION_CACHE", str(tmp_path))
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # a process whose logging nobody configured
+    caplog.set_level(logging.DEBUG)
+    root.handlers.append(caplog.handler)
+    quantized = classifier("onnx", quantize="int8")
+    quantized.logits(TEXTS[0])
+    assert len(list(tmp_path.glob("*.onnx"))) == 1
+    assert [r.getMessage() for r in caplog.records if "onnxruntime" in r.pathname] == []
+    assert root.handlers == [caplog.handler] and root.filters == []
