@@ -4,7 +4,9 @@ One ``Scheduler`` thread per loaded model runs the decoding loop. At every step 
 
 1. drops cancelled rows, and refuses requests that waited in the queue past ``queue_timeout``;
 2. admits waiting requests into free rows (at most ``batch_size`` rows): their prompts are
-   prefilled together, left padded, and their cache rows appended to the running batch;
+   prefilled together, left padded, and their cache rows appended to the running batch. An idle
+   engine first waits briefly for requests announced as on their way (``announce``: their input
+   is being moderated), so users who arrive together share one prefill;
 3. runs one decoding step for every row at once: per-row attention mask and position ids let rows
    of different lengths share the forward pass;
 4. picks each row's next token with that request's own temperature / top-p and its own
@@ -28,6 +30,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import torch
 from transformers import DynamicCache
@@ -37,6 +40,7 @@ from serving.engine import EngineBusy, EngineError, StopScanner
 log = logging.getLogger(__name__)
 
 PREFILL_TOKENS = 4096  # prompt tokens prefilled in one step at most, so running rows are not stalled long
+GATHER_SECONDS = 0.1  # how long an idle engine waits for announced requests, to prefill them together
 
 
 class Request:
@@ -91,6 +95,7 @@ class Scheduler:
         self.lock = threading.Condition()
         self.waiting: deque[Request] = deque()
         self.reserved = 0
+        self.announced = 0  # requests on their way (their input is being moderated), see ``announce``
         self.stopping = False
         self.peak = 0  # the most rows decoded together so far
         self.rows: list[Request] = []  # the running batch; only the loop thread touches it and the cache
@@ -113,6 +118,24 @@ class Scheduler:
             request.reserved = True
             self.waiting.append(request)
             self.lock.notify_all()
+
+    def announce(self) -> Callable[[], None]:
+        """Say a request is on its way (its input being moderated); call what this returns once it was
+        submitted or will not be. An idle engine with announced requests waits for them, at most
+        ``GATHER_SECONDS``, so users who arrive together share one prefill instead of the first one's
+        prefill and decoding step delaying all the others by a step."""
+        with self.lock:
+            self.announced += 1
+        pending = [True]
+
+        def withdraw() -> None:
+            with self.lock:
+                if pending[0]:
+                    pending[0] = False
+                    self.announced -= 1
+                    self.lock.notify_all()
+
+        return withdraw
 
     def cancel(self, request: Request) -> None:
         """Stop ``request``: its place is free for the next request at once, its row goes at the next step."""
@@ -147,6 +170,8 @@ class Scheduler:
                     if self.stopping:
                         return
                     self.lock.wait()
+                if not self.rows:
+                    self._gather()
                 joiners = self._admit()
             try:
                 with torch.inference_mode():
@@ -156,6 +181,14 @@ class Scheduler:
                 for request in [*self.rows, *joiners]:
                     self._end(request, error=EngineError(f"generation failed: {exc}"))
                 self.rows, self.cache, self.mask = [], None, None
+
+    def _gather(self) -> None:  # under self.lock, with no running rows
+        deadline = time.monotonic() + GATHER_SECONDS
+        while self.announced and len(self.waiting) < self.batch_size and not self.stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.lock.wait(left)
 
     def _admit(self) -> list[Request]:  # under self.lock
         now, joiners, budget = time.monotonic(), [], PREFILL_TOKENS
