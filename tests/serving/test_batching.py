@@ -230,3 +230,59 @@ def test_a_request_withdraws_its_announcement_on_every_way_out_of_start(word, bu
         reply.start()
     assert engine.outstanding == 0
     assert engine.streams == (0 if word == "capital" else 1), "a flagged question never reaches the model"
+
+
+def test_a_long_prompt_joins_running_answers_a_chunk_per_step_and_gets_its_solo_answer(tiny_model_dir, monkeypatch):
+    """A long conversation joining the batch does not freeze the others for its whole prefill: its prompt goes
+    in chunks, the running answer takes steps in between, and both answers are what they would be alone."""
+    from serving import batching
+
+    monkeypatch.setattr(batching, "PREFILL_CHUNK", 8)
+    engine = LocalEngine(tiny_model_dir, capacity=4, max_queue=2)
+    history = [{"role": "user", "content": "Tell me about Paris."}, {"role": "assistant", "content": "It is big."}] * 4
+    long_chat = [*history, *FRANCE]
+    running_params = GenerationParams(max_tokens=60, temperature=0)
+    expected = [solo(engine, HELLO, running_params), solo(engine, long_chat, GREEDY)]
+    chunks = len(engine.prompt_ids(long_chat)) // 8 + 1
+    assert chunks > 4
+
+    running = engine.stream(HELLO, running_params)
+    first = next(running)
+    progress = []  # the running answer's length at each chunk of the long prompt
+    fill = engine.scheduler._fill
+    monkeypatch.setattr(engine.scheduler, "_fill", lambda f: (progress.append(len(running.request.tokens)), fill(f)))
+    joining = engine.stream(long_chat, GREEDY)
+    assert ["".join([first, *running]), "".join(joining)] == expected
+    assert len(progress) >= chunks - 1 and progress[-1] > progress[0], "the running answer went on between chunks"
+    assert engine.scheduler.stats()["prefilling"] == 0
+
+
+def test_a_stream_closed_while_its_long_prompt_is_prefilled_frees_its_place_at_once(tiny_model_dir, monkeypatch):
+    from serving import batching
+
+    monkeypatch.setattr(batching, "PREFILL_CHUNK", 8)
+    engine = LocalEngine(tiny_model_dir, capacity=2, max_queue=0)
+    long_chat = [{"role": "user", "content": "Tell me about Paris. " * 12}]
+    running = engine.stream(HELLO, GenerationParams(max_tokens=4000, temperature=0))
+    next(running)
+    chunks = []
+    fill = engine.scheduler._fill
+
+    def close_after_the_first_chunk(filling):
+        chunks.append(filling.done)
+        fill(filling)
+        if len(chunks) == 1:
+            engine.scheduler.cancel(filling.request)  # what the stream's close() does: the client went away
+
+    monkeypatch.setattr(engine.scheduler, "_fill", close_after_the_first_chunk)
+    joining = engine.stream(long_chat, GREEDY)
+    while not chunks:
+        next(running)
+    for _ in range(3):  # a few more steps of the running answer: no further chunk of the closed prompt
+        next(running)
+    after = engine.stream(HELLO, GREEDY)  # the batch of 2 (no queue) has a place again: EngineBusy otherwise
+    running.close()
+    assert "".join(after) == solo(engine, HELLO, GREEDY)
+    assert chunks == [0] and engine.scheduler.stats()["prefilling"] == 0, "no chunk after the close"
+    assert joining.request.tokens == [], "nothing of the closed answer was generated"
+    joining.close()
