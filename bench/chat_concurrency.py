@@ -24,7 +24,13 @@ so a near-tie between two tokens can go the other way. Answers that output moder
 Targets (idle machine): 8 users >= 0.9x raw batch-8 tokens/s, TTFT p95 at 8 users <= 1.5 s,
 1 user >= 0.95x raw and first visible text <= 0.5 s.
 
+``--observe-output-moderation`` adds, printed apart and labelled, a second API pass on a bench-only
+server whose output moderation records its verdicts instead of acting on them
+(``bench/observe_output_moderation.py``): the pipeline's cost without the false-positive replacements,
+and how many answers would have been replaced. The headline stays the pass with moderation acting.
+
 Run: .venv/bin/python bench/chat_concurrency.py [--model DIR] [--users 1,4,8,16] [--max-tokens 64]
+     [--observe-output-moderation]
 (default model: the provisioned base in ./var/models/base, provisioned when missing)
 """
 
