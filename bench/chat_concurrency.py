@@ -24,7 +24,13 @@ so a near-tie between two tokens can go the other way. Answers that output moder
 Targets (idle machine): 8 users >= 0.9x raw batch-8 tokens/s, TTFT p95 at 8 users <= 1.5 s,
 1 user >= 0.95x raw and first visible text <= 0.5 s.
 
+``--observe-output-moderation`` adds, printed apart and labelled, a second API pass on a bench-only
+server whose output moderation records its verdicts instead of acting on them
+(``bench/observe_output_moderation.py``): the pipeline's cost without the false-positive replacements,
+and how many answers would have been replaced. The headline stays the pass with moderation acting.
+
 Run: .venv/bin/python bench/chat_concurrency.py [--model DIR] [--users 1,4,8,16] [--max-tokens 64]
+     [--observe-output-moderation]
 (default model: the provisioned base in ./var/models/base, provisioned when missing)
 """
 
@@ -196,12 +202,39 @@ def identical(answers: list[str], solo: dict[str, str], prompts: list[str], skip
     return f"{sum(a == b for a, b in pairs)}/{len(pairs)}"
 
 
+def serve(args, sizes: list[int], *, observe: bool = False) -> tuple[dict, float]:
+    """The API side for every N on a fresh server; ``observe``: the bench-only server whose output
+    moderation records its verdicts instead of acting on them (``bench/observe_output_moderation.py``),
+    each N's result then says in ``would_replace`` how many of its answers a flag would have replaced."""
+    with tempfile.TemporaryDirectory(prefix="tuneloop-bench-") as data_dir:
+        log = Path(data_dir) / "observed-flags.log"
+        log.touch()
+        options = {"app": "bench.observe_output_moderation:application",
+                   "extra_env": {"TUNELOOP_BENCH_OBSERVE_LOG": str(log)}} if observe else {}
+        server, key, name = setup_server(args.model.resolve(), Path(data_dir), args.port, **options)
+        results = {}
+        try:
+            ready = wait_until_ready(args.port)
+            through_api(args.port, key, name, prompts_for(1), 4, server.pid)  # warm-up
+            for n in sizes:
+                seen = len(log.read_text().splitlines())
+                results[n] = through_api(args.port, key, name, prompts_for(n), args.max_tokens, server.pid)
+                results[n]["would_replace"] = len(log.read_text().splitlines()) - seen
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return results, ready
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "var" / "models" / "base")
     parser.add_argument("--users", default="1,4,8,16", help="comma-separated numbers of concurrent users")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--observe-output-moderation", action="store_true",
+                        help="also run the API with output moderation's verdicts recorded, not acted on "
+                             "(a bench-only server; the headline figures stay with moderation acting)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.users.split(",")]
     if not (args.model / "config.json").exists():
@@ -225,15 +258,8 @@ def main() -> None:
     engine.unload()
     del model, engine
 
-    with tempfile.TemporaryDirectory(prefix="tuneloop-bench-") as data_dir:
-        server, key, name = setup_server(args.model.resolve(), Path(data_dir), args.port)
-        try:
-            ready = wait_until_ready(args.port)
-            through_api(args.port, key, name, prompts_for(1), 4, server.pid)  # warm-up
-            ours = {n: through_api(args.port, key, name, prompts_for(n), args.max_tokens, server.pid) for n in sizes}
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    ours, ready = serve(args, sizes)
+    observed = serve(args, sizes, observe=True)[0] if args.observe_output_moderation else None
 
     print(f"model {args.model}  max_tokens {args.max_tokens}  greedy  engine batch size {capacity} (engine and server)  "
           f"model ready {ready:.1f} s after the server answered  load average {load_before} -> {load_average()} "
@@ -254,6 +280,20 @@ def main() -> None:
               f"{identical(api['answers'], solo, prompts, api['replaced']):>5} | {sum(api['replaced'])}/{n}")
         for error in api["errors"]:
             print(f"      error: {error}")
+    if observed:
+        print("NOT THE HEADLINE: the same API with output moderation's verdicts recorded, not acted on "
+              "(bench/observe_output_moderation.py; input moderation acts, every output check still runs)")
+        print(f"{'users':>5} | {'API tok/s':>9} {'TTFT p50':>8} {'p95':>6} | {'API/raw':>7} | per CPU-s API/raw | "
+              f"identical to solo | would have been replaced")
+        for n in sizes:
+            raw, api = peer[n], observed[n]
+            rate, raw_rate = api["tokens"] / api["wall"], raw["tokens"] / raw["wall"]
+            per_cpu = (api["tokens"] / max(api["cpu"], 1e-9)) / (raw["tokens"] / max(raw["cpu"], 1e-9))
+            print(f"{n:>5} | {rate:>9.1f} {statistics.median(api['ttft']):>7.2f}s {p95(api['ttft']):>5.2f}s | "
+                  f"{rate / raw_rate:>6.2f}x | {per_cpu:>16.2f}x | {identical(api['answers'], solo, prompts_for(n)):>17} | "
+                  f"{api['would_replace']}/{n}")
+            for error in api["errors"]:
+                print(f"      error: {error}")
     print("targets: 8 users >= 0.90x and TTFT p95 <= 1.5 s; 1 user >= 0.95x and TTFT <= 0.5 s (idle machine)")
     print("replaced: answers output moderation replaced by the template (their API tokens stop where it did)")
 

@@ -84,8 +84,9 @@ def raw_generate(folder: Path, prompts: list[str], max_tokens: int) -> list[dict
     return results
 
 
-def setup_server(folder: Path, data_dir: Path, port: int) -> tuple[subprocess.Popen, str, str]:
-    env = {**os.environ, "TUNELOOP_EMBEDDED": "1", "TUNELOOP_DATA_DIR": str(data_dir),
+def setup_server(folder: Path, data_dir: Path, port: int, *, app: str = "config.asgi:application",
+                 extra_env: dict | None = None) -> tuple[subprocess.Popen, str, str]:
+    env = {**os.environ, **(extra_env or {}), "TUNELOOP_EMBEDDED": "1", "TUNELOOP_DATA_DIR": str(data_dir),
            "TUNELOOP_MODEL_STORE_DIR": str(folder.parent), "DJANGO_SETTINGS_MODULE": "config.settings",
            "TUNELOOP_CHAT_MAX_TOKENS": "4096",
            "TUNELOOP_GENERATIONS_PER_USER": "64"}  # every bench client shares one key
@@ -107,7 +108,7 @@ print(api_key_create(user=user, name="bench")[1])
 """
     key = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, check=True, capture_output=True,
                          text=True).stdout.strip().splitlines()[-1]
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "uvicorn", app, "--port", str(port),
                                "--log-level", "warning"], env=env, cwd=ROOT)
     import httpx
 

@@ -4,7 +4,10 @@ One ``Scheduler`` thread per loaded model runs the decoding loop. At every step 
 
 1. drops cancelled rows, and refuses requests that waited in the queue past ``queue_timeout``;
 2. admits waiting requests into free rows (at most ``batch_size`` rows): their prompts are
-   prefilled together, left padded, and their cache rows appended to the running batch;
+   prefilled together, left padded, and their cache rows appended to the running batch. An idle
+   engine first waits briefly for requests announced as on their way (``announce``: their input
+   is being moderated), so users who arrive together share one prefill. A long prompt that joins
+   running rows is prefilled ``PREFILL_CHUNK`` tokens per step instead, so they keep decoding;
 3. runs one decoding step for every row at once: per-row attention mask and position ids let rows
    of different lengths share the forward pass;
 4. picks each row's next token with that request's own temperature / top-p and its own
@@ -28,6 +31,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import torch
 from transformers import DynamicCache
@@ -37,6 +41,8 @@ from serving.engine import EngineBusy, EngineError, StopScanner
 log = logging.getLogger(__name__)
 
 PREFILL_TOKENS = 4096  # prompt tokens prefilled in one step at most, so running rows are not stalled long
+PREFILL_CHUNK = 128  # a long prompt joining running rows is prefilled this many tokens per step, between their steps
+GATHER_SECONDS = 0.1  # how long an idle engine waits for announced requests, to prefill them together
 
 
 class Request:
@@ -78,6 +84,13 @@ class Request:
         return int(torch.multinomial(scores.softmax(-1), 1, generator=self.generator))
 
 
+class Filling:
+    """A long prompt being prefilled a chunk per step: its own cache until its last chunk is in."""
+
+    def __init__(self, request: Request) -> None:
+        self.request, self.cache, self.done = request, None, 0
+
+
 class Scheduler:
     """The decoding loop of one model; ``submit`` / ``cancel`` are safe from any thread."""
 
@@ -91,9 +104,11 @@ class Scheduler:
         self.lock = threading.Condition()
         self.waiting: deque[Request] = deque()
         self.reserved = 0
+        self.announced = 0  # requests on their way (their input is being moderated), see ``announce``
         self.stopping = False
         self.peak = 0  # the most rows decoded together so far
         self.rows: list[Request] = []  # the running batch; only the loop thread touches it and the cache
+        self.filling: list[Filling] = []  # long prompts prefilled a chunk per step (loop thread only)
         self.cache: DynamicCache | None = None
         self.mask: torch.Tensor | None = None  # [rows, cache length], 0 where a row is left padding
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -114,6 +129,24 @@ class Scheduler:
             self.waiting.append(request)
             self.lock.notify_all()
 
+    def announce(self) -> Callable[[], None]:
+        """Say a request is on its way (its input being moderated); call what this returns once it was
+        submitted or will not be. An idle engine with announced requests waits for them, at most
+        ``GATHER_SECONDS``, so users who arrive together share one prefill instead of the first one's
+        prefill and decoding step delaying all the others by a step."""
+        with self.lock:
+            self.announced += 1
+        pending = [True]
+
+        def withdraw() -> None:
+            with self.lock:
+                if pending[0]:
+                    pending[0] = False
+                    self.announced -= 1
+                    self.lock.notify_all()
+
+        return withdraw
+
     def cancel(self, request: Request) -> None:
         """Stop ``request``: its place is free for the next request at once, its row goes at the next step."""
         with self.lock:
@@ -124,7 +157,8 @@ class Scheduler:
 
     def stats(self) -> dict:
         with self.lock:
-            return {"running": len(self.rows), "waiting": len(self.waiting), "peak": self.peak,
+            return {"running": len(self.rows), "prefilling": len(self.filling), "waiting": len(self.waiting),
+                    "peak": self.peak,
                     "batch_size": self.batch_size, "max_queue": self.max_queue}
 
     def stop(self) -> None:
@@ -143,31 +177,47 @@ class Scheduler:
     def _loop(self) -> None:
         while True:
             with self.lock:
-                while not self.waiting and not self.rows:
+                while not self.waiting and not self.rows and not self.filling:
                     if self.stopping:
                         return
                     self.lock.wait()
+                if not self.rows and not self.filling:
+                    self._gather()
                 joiners = self._admit()
             try:
                 with torch.inference_mode():
                     self._step(joiners)
             except Exception as exc:  # the loop outlives a failing step: its rows fail, the next requests run
                 log.exception("engine step failed")
-                for request in [*self.rows, *joiners]:
+                for request in [*self.rows, *joiners, *(f.request for f in self.filling)]:
                     self._end(request, error=EngineError(f"generation failed: {exc}"))
-                self.rows, self.cache, self.mask = [], None, None
+                self.rows, self.cache, self.mask, self.filling = [], None, None, []
+
+    def _gather(self) -> None:  # under self.lock, with no running rows
+        deadline = time.monotonic() + GATHER_SECONDS
+        while self.announced and len(self.waiting) < self.batch_size and not self.stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.lock.wait(left)
 
     def _admit(self) -> list[Request]:  # under self.lock
         now, joiners, budget = time.monotonic(), [], PREFILL_TOKENS
-        free = self.batch_size - sum(not r.cancelled for r in self.rows)
+        free = self.batch_size - sum(not r.cancelled for r in self.rows) - len(self.filling)
         while self.waiting and now - self.waiting[0].queued_at > self.queue_timeout:  # oldest first
             self._end(self.waiting.popleft(), error=EngineBusy(f"no free generation slot within {self.queue_timeout:g} s"))
-        while self.waiting and len(joiners) < free:
+        running, taken = any(not r.cancelled for r in self.rows), 0
+        while self.waiting and taken < free:
             request = self.waiting[0]
+            if running and len(request.prompt) > PREFILL_CHUNK:  # prefilled between the running rows' steps
+                self.filling.append(Filling(self.waiting.popleft()))
+                taken += 1
+                continue
             if joiners and len(request.prompt) > budget:
                 break
             budget -= len(request.prompt)
             joiners.append(self.waiting.popleft())
+            taken += 1
         return joiners
 
     def _step(self, joiners: list[Request]) -> None:
@@ -179,6 +229,15 @@ class Scheduler:
                 log.exception("prefill failed")
                 for request in joiners:
                     self._end(request, error=EngineError(f"generation failed: {exc}"))
+        self.filling = [f for f in self.filling if not (f.request.cancelled or f.request.finished)]
+        if self.filling:
+            filling = self.filling[0]
+            try:
+                self._fill(filling)
+            except Exception as exc:  # fails this prompt alone
+                log.exception("prefill failed")
+                self.filling.remove(filling)
+                self._end(filling.request, error=EngineError(f"generation failed: {exc}"))
         if self.rows:
             self._decode()  # a failing forward pass fails the batch's rows (in _loop)
 
@@ -194,6 +253,25 @@ class Scheduler:
                             logits_to_keep=1)
         self._merge(output.cache, mask, joiners)
         self._advance(output.logits[:, -1, :], first=len(self.rows) - len(joiners))
+
+    def _fill(self, filling: Filling) -> None:
+        """The next chunk of a long prompt; with its last chunk in, the request joins the running rows.
+
+        A prompt prefilled whole would stall every running answer for as long as its prefill takes
+        (a conversation's history: hundreds of tokens, seconds on a CPU); in chunks, the running
+        rows take a step between them."""
+        prompt = filling.request.prompt
+        end = min(len(prompt), filling.done + PREFILL_CHUNK)
+        output = self.model(input_ids=torch.tensor([prompt[filling.done:end]]),
+                            attention_mask=torch.ones((1, end), dtype=torch.long),
+                            position_ids=torch.arange(filling.done, end).unsqueeze(0),
+                            cache=filling.cache, use_cache=True, logits_to_keep=1)
+        filling.cache, filling.done = output.cache, end
+        if end < len(prompt):
+            return
+        self.filling.remove(filling)
+        self._merge(filling.cache, torch.ones((1, end), dtype=torch.long), [filling.request])
+        self._advance(output.logits[:, -1, :], first=len(self.rows) - 1)
 
     def _decode(self) -> None:
         last = torch.tensor([[r.tokens[-1]] for r in self.rows])

@@ -130,6 +130,10 @@ class LocalEngine:
         self.scheduler.submit(request)
         return Generation(self, request)
 
+    def announce(self):
+        """A request is on its way: see ``Scheduler.announce``; call the result once it was streamed or dropped."""
+        return self.scheduler.announce()
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
 

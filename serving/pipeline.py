@@ -119,14 +119,23 @@ class ModeratedReply:
         return text
 
     def start(self) -> None:
-        """Moderate the input and, when it passes, open the engine's stream (may raise ``EngineBusy``)."""
-        flagged = self.moderate_input()
-        if flagged is not None:
-            self._template(flagged, "input")
-            self.outcome.prompt_tokens = self._prompt_tokens()
-            self.pieces = None
-        else:
-            self.pieces = self.engine.stream(self.messages, self.params)
+        """Moderate the input and, when it passes, open the engine's stream (may raise ``EngineBusy``).
+
+        The engine is told the request is coming (``announce``, when it has one) while the input is
+        moderated, so users who arrive together start in one prefill."""
+        announce = getattr(self.engine, "announce", None)
+        withdraw = announce() if callable(announce) else None
+        try:
+            flagged = self.moderate_input()
+            if flagged is not None:
+                self._template(flagged, "input")
+                self.outcome.prompt_tokens = self._prompt_tokens()
+                self.pieces = None
+            else:
+                self.pieces = self.engine.stream(self.messages, self.params)
+        finally:
+            if withdraw is not None:
+                withdraw()
         self.started = True
 
     def events(self) -> Iterator[tuple[str, str]]:

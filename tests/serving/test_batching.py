@@ -158,3 +158,131 @@ def test_a_request_that_waits_past_the_queue_timeout_gets_busy_not_a_hang(tiny_m
     with pytest.raises(EngineBusy, match=r"within 0\.2 s"):
         next(queued)
     running.close()
+
+
+def test_users_who_arrive_together_start_in_one_prefill(tiny_model_dir, monkeypatch):
+    """The second user's input is still being moderated when the first one's request reaches the idle engine:
+    the engine waits for it, so both start decoding in one step instead of the second a step behind."""
+    from serving import batching
+
+    monkeypatch.setattr(batching, "GATHER_SECONDS", 30.0)  # the test's own pauses never run into the bound
+    engine = LocalEngine(tiny_model_dir, capacity=4, max_queue=2)
+    prefills = []
+    prefill = engine.scheduler._prefill
+    monkeypatch.setattr(engine.scheduler, "_prefill", lambda joiners: (prefills.append(len(joiners)), prefill(joiners)))
+    expected = [solo(engine, HELLO, GREEDY), solo(engine, FRANCE, GREEDY)]
+    prefills.clear()
+
+    arriving = [engine.announce(), engine.announce()]
+    first = engine.stream(HELLO, GREEDY)
+    arriving[0]()
+    threading.Event().wait(0.2)  # the second user's input moderation
+    second = engine.stream(FRANCE, GREEDY)
+    arriving[1]()
+    assert ["".join(first), "".join(second)] == expected
+    assert prefills == [2], "one prefill for both users"
+
+
+def test_an_announced_request_that_never_comes_delays_the_others_only_briefly(tiny_model_dir, monkeypatch):
+    from serving import batching
+
+    monkeypatch.setattr(batching, "GATHER_SECONDS", 0.3)
+    engine = LocalEngine(tiny_model_dir, capacity=2, max_queue=0)
+    expected = solo(engine, HELLO, GREEDY)
+    engine.announce()  # never submitted, never withdrawn (a bug elsewhere must not stall the engine)
+    answer: list[str] = []
+    reader = threading.Thread(target=lambda: answer.append(solo(engine, HELLO, GREEDY)))
+    reader.start()
+    reader.join(timeout=60)
+    assert answer == [expected]
+
+
+class CountsAnnouncements:
+    """An engine that counts the announcements not yet withdrawn; ``busy``: every stream is refused."""
+
+    def __init__(self, busy: bool = False) -> None:
+        self.busy, self.outstanding, self.streams = busy, 0, 0
+
+    def announce(self):
+        self.outstanding += 1
+
+        def withdraw():
+            self.outstanding -= 1
+
+        return withdraw
+
+    def stream(self, messages, params):
+        self.streams += 1
+        if self.busy:
+            raise EngineBusy("full")
+        return iter(["Paris is lovely. "])
+
+
+@pytest.mark.parametrize(("word", "busy"), [("capital", False), ("nothing-flags", True), ("nothing-flags", False)])
+def test_a_request_withdraws_its_announcement_on_every_way_out_of_start(word, busy):
+    engine = CountsAnnouncements(busy=busy)
+    reply = ModeratedReply(messages=FRANCE, engine=engine, params=GREEDY, moderator=FlagsWord(word),
+                           template_for=lambda c: "T")
+    if busy:
+        with pytest.raises(EngineBusy):
+            reply.start()
+    else:
+        reply.start()
+    assert engine.outstanding == 0
+    assert engine.streams == (0 if word == "capital" else 1), "a flagged question never reaches the model"
+
+
+def test_a_long_prompt_joins_running_answers_a_chunk_per_step_and_gets_its_solo_answer(tiny_model_dir, monkeypatch):
+    """A long conversation joining the batch does not freeze the others for its whole prefill: its prompt goes
+    in chunks, the running answer takes steps in between, and both answers are what they would be alone."""
+    from serving import batching
+
+    monkeypatch.setattr(batching, "PREFILL_CHUNK", 8)
+    engine = LocalEngine(tiny_model_dir, capacity=4, max_queue=2)
+    history = [{"role": "user", "content": "Tell me about Paris."}, {"role": "assistant", "content": "It is big."}] * 4
+    long_chat = [*history, *FRANCE]
+    running_params = GenerationParams(max_tokens=60, temperature=0)
+    expected = [solo(engine, HELLO, running_params), solo(engine, long_chat, GREEDY)]
+    chunks = len(engine.prompt_ids(long_chat)) // 8 + 1
+    assert chunks > 4
+
+    running = engine.stream(HELLO, running_params)
+    first = next(running)
+    progress = []  # the running answer's length at each chunk of the long prompt
+    fill = engine.scheduler._fill
+    monkeypatch.setattr(engine.scheduler, "_fill", lambda f: (progress.append(len(running.request.tokens)), fill(f)))
+    joining = engine.stream(long_chat, GREEDY)
+    assert ["".join([first, *running]), "".join(joining)] == expected
+    assert len(progress) >= chunks - 1 and progress[-1] > progress[0], "the running answer went on between chunks"
+    assert engine.scheduler.stats()["prefilling"] == 0
+
+
+def test_a_stream_closed_while_its_long_prompt_is_prefilled_frees_its_place_at_once(tiny_model_dir, monkeypatch):
+    from serving import batching
+
+    monkeypatch.setattr(batching, "PREFILL_CHUNK", 8)
+    engine = LocalEngine(tiny_model_dir, capacity=2, max_queue=0)
+    long_chat = [{"role": "user", "content": "Tell me about Paris. " * 12}]
+    running = engine.stream(HELLO, GenerationParams(max_tokens=4000, temperature=0))
+    next(running)
+    chunks = []
+    fill = engine.scheduler._fill
+
+    def close_after_the_first_chunk(filling):
+        chunks.append(filling.done)
+        fill(filling)
+        if len(chunks) == 1:
+            engine.scheduler.cancel(filling.request)  # what the stream's close() does: the client went away
+
+    monkeypatch.setattr(engine.scheduler, "_fill", close_after_the_first_chunk)
+    joining = engine.stream(long_chat, GREEDY)
+    while not chunks:
+        next(running)
+    for _ in range(3):  # a few more steps of the running answer: no further chunk of the closed prompt
+        next(running)
+    after = engine.stream(HELLO, GREEDY)  # the batch of 2 (no queue) has a place again: EngineBusy otherwise
+    running.close()
+    assert "".join(after) == solo(engine, HELLO, GREEDY)
+    assert chunks == [0] and engine.scheduler.stats()["prefilling"] == 0, "no chunk after the close"
+    assert joining.request.tokens == [], "nothing of the closed answer was generated"
+    joining.close()
