@@ -8,20 +8,28 @@ from rest_framework.response import Response
 
 from annotation import api_serializers as s
 from annotation.api_base import KIND_PARAM, AnnotationView, task_kind
+from annotation.api_shapes import demonstration_data, task_data
 from annotation.queue import LABELLED, demonstration_submit, ranking_submit, task_next, task_skip
-from annotation.selectors import assignment_of
+from annotation.selectors import REVIEWERS, assignment_of
 
 
-class TaskNext(AnnotationView):
+class TaskView(AnnotationView):
+    """Tasks are written by ``api_shapes`` (plain dicts: the hot path); the serializers describe them."""
+
     serializer_class = s.TaskSerializer
 
+    def task(self, assignment) -> dict:
+        return task_data(assignment, show_gold=self._project.requester_role in REVIEWERS)
+
+
+class TaskNext(TaskView):
     @extend_schema(parameters=[KIND_PARAM], responses={200: s.TaskSerializer, 204: OpenApiResponse(description="Nothing left")})
     def get(self, request, slug: str):
         """Your live task of this kind, else a newly leased one; 204 when the queue has nothing for you."""
         assignment = task_next(project=self.project(), user=request.user, kind=task_kind(request))
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(self.get_serializer(assignment).data)
+        return Response(self.task(assignment))
 
     @extend_schema(parameters=[KIND_PARAM], request=None,
                    responses={200: s.TaskSerializer, 204: OpenApiResponse(description="Nothing left")})
@@ -30,12 +38,10 @@ class TaskNext(AnnotationView):
         return self.get(request, slug)
 
 
-class TaskDetail(AnnotationView):
-    serializer_class = s.TaskSerializer
-
+class TaskDetail(TaskView):
     def get(self, request, slug: str, task_id: int):
         """One of your own tasks."""
-        return Response(self.get_serializer(assignment_of(self.project(), request.user, task_id)).data)
+        return Response(self.task(assignment_of(self.project(), request.user, task_id)))
 
 
 class TaskDemonstration(AnnotationView):
@@ -49,7 +55,7 @@ class TaskDemonstration(AnnotationView):
         repeated = assignment.status in LABELLED
         data = self.parsed(s.DemonstrationSubmitSerializer)
         demo = demonstration_submit(assignment=assignment, user=request.user, **data)
-        return Response(self.get_serializer(demo).data, status=status.HTTP_200_OK if repeated else 201)
+        return Response(demonstration_data(demo), status=status.HTTP_200_OK if repeated else 201)
 
 
 class TaskRanking(AnnotationView):
@@ -65,12 +71,10 @@ class TaskRanking(AnnotationView):
         return Response(self.get_serializer(ranking).data, status=status.HTTP_200_OK if repeated else 201)
 
 
-class TaskSkip(AnnotationView):
-    serializer_class = s.TaskSerializer
-
+class TaskSkip(TaskView):
     @extend_schema(request=s.ReasonSerializer, responses={200: s.TaskSerializer})
     def post(self, request, slug: str, task_id: int):
         """Give the task back with a reason; you will not be offered it again."""
         assignment = assignment_of(self.project(), request.user, task_id)
         reason = self.parsed(s.ReasonSerializer)["reason"]
-        return Response(self.get_serializer(task_skip(assignment=assignment, user=request.user, reason=reason)).data)
+        return Response(self.task(task_skip(assignment=assignment, user=request.user, reason=reason)))
