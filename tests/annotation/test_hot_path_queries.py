@@ -20,9 +20,9 @@ SUBMIT = {"sqlite": 7, "postgresql": 9}
 LIVE_TASK_AGAIN = 3  # API key + membership + own leases: the live task comes back without a write
 
 
-def statements(call) -> tuple[object, list[str]]:
+def statements(call, *args, **kwargs) -> tuple[object, list[str]]:
     with CaptureQueriesContext(connection) as captured:
-        response = call()
+        response = call(*args, **kwargs)
     return response, [q["sql"] for q in captured.captured_queries]
 
 
@@ -36,10 +36,10 @@ def test_next_task_and_submit_run_a_fixed_number_of_statements(project, bob):
     client.get(f"{base}/")  # the key's first use writes its last_used_at (then once a minute at most)
 
     for _ in range(3):  # the same on the first item as on later ones
-        task, sql = statements(lambda: client.get(f"{base}/tasks/next/?kind=demonstration"))
+        task, sql = statements(client.get, f"{base}/tasks/next/?kind=demonstration")
         assert task.status_code == 200 and len(sql) == NEXT_TASK[connection.vendor], sql
-        again, sql = statements(lambda: client.get(f"{base}/tasks/next/?kind=demonstration"))
+        again, sql = statements(client.get, f"{base}/tasks/next/?kind=demonstration")
         assert again.json()["id"] == task.json()["id"] and len(sql) == LIVE_TASK_AGAIN, sql
-        done, sql = statements(lambda: client.post(f"{base}/tasks/{task.json()['id']}/demonstration/",
-                                                   {"content": "An answer."}, format="json"))
+        done, sql = statements(client.post, f"{base}/tasks/{task.json()['id']}/demonstration/",
+                               {"content": "An answer."}, format="json")
         assert done.status_code == 201 and len(sql) == SUBMIT[connection.vendor], sql
