@@ -101,6 +101,15 @@ def claim(*, project: Project, user, kind: str, gold: bool, candidates, index: s
     return assignment
 
 
+def _finish_sql(*, assignment_id: int, now: datetime) -> tuple[str, tuple]:
+    """A LEASED assignment becomes SUBMITTED: the check and the transition in one statement."""
+    return compiled_update(Assignment.objects.filter(pk=assignment_id, status=AssignmentStatus.LEASED),
+                           status=AssignmentStatus.SUBMITTED, finished_at=now)
+
+
+_FINISH = Prepared(_finish_sql, assignment_id=int, now=datetime)
+
+
 def submit(*, assignment: Assignment, user, kind: str, build, now: datetime):
     """Record the label ``build(assignment)`` makes for a LEASED ``assignment`` of ``user``; None when the
     assignment is in any other state (read before the lock or found under it): the caller then takes
@@ -113,18 +122,15 @@ def submit(*, assignment: Assignment, user, kind: str, build, now: datetime):
     except AnnotationError:
         return None  # the general path decides: a retry of an earlier submission returns that label
     insert_sql, insert_params = compiled_insert(label)
-    finish_sql, finish_params = compiled_update(
-        Assignment.objects.filter(pk=assignment.pk, status=AssignmentStatus.LEASED),
-        status=AssignmentStatus.SUBMITTED, finished_at=now,
-    )
     returning = [f.attname for f in label._meta.db_returning_fields]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(finish_sql, finish_params)
-        if cursor.rowcount != 1:
-            transaction.set_rollback(True)
-            return None
-        cursor.execute(insert_sql, insert_params)
-        values = cursor.fetchone()
+    with transaction.atomic():
+        with _FINISH.execute(assignment_id=assignment.pk, now=now) as cursor:
+            if cursor.rowcount != 1:
+                transaction.set_rollback(True)
+                return None
+        with connection.cursor() as cursor:
+            cursor.execute(insert_sql, insert_params)
+            values = cursor.fetchone()
     for attname, value in zip(returning, values, strict=True):
         setattr(label, attname, value)
     label._state.adding, label._state.db = False, connection.alias
