@@ -8,7 +8,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from annotation import api_serializers as s
-from annotation.api import AnnotationView
+from annotation.api_base import AnnotationView
 from annotation.preference_import import preferences_import, preferences_import_records
 from annotation.selectors import MANAGERS
 from config.parsers import PayloadTooLarge

@@ -6,11 +6,10 @@ against the prompt's completions and says exactly what is wrong (``{"detail": ..
 
 from __future__ import annotations
 
-import hashlib
-
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from annotation.api_shapes import completions_shown
 from annotation.models import (
     Assignment,
     Demonstration,
@@ -20,10 +19,8 @@ from annotation.models import (
     Prompt,
     Ranking,
     Role,
-    TaskKind,
 )
 from annotation.pairs import ranking_pairs
-from annotation.selectors import completions_to_rank
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -126,7 +123,8 @@ class CompletionShownSerializer(serializers.Serializer):
 
 
 class TaskSerializer(serializers.ModelSerializer):
-    """A leased task: the prompt, and for a ranking its K completions in a per-task shuffled order."""
+    """A leased task: the prompt, and for a ranking its K completions in a per-task shuffled order.
+    The API writes it with ``annotation.api_shapes.task_data``; this describes it for the schema."""
 
     prompt = PromptSerializer(read_only=True)
     completions = serializers.SerializerMethodField()
@@ -137,13 +135,7 @@ class TaskSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(CompletionShownSerializer(many=True))
     def get_completions(self, assignment) -> list[dict]:
-        if assignment.kind != TaskKind.RANKING:
-            return []
-        shown = sorted(
-            completions_to_rank(assignment.prompt),
-            key=lambda c: hashlib.sha256(f"{assignment.pk}:{c.pk}".encode()).hexdigest(),
-        )
-        return [{"id": c.pk, "text": c.text} for c in shown]
+        return completions_shown(assignment)
 
 
 class DemonstrationSubmitSerializer(serializers.Serializer):

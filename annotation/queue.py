@@ -47,6 +47,7 @@ from annotation.prompt_text import PromptFormatError, normalized_hash, to_messag
 from annotation.ranking_rules import flags_for, ranking_validate
 from annotation.selectors import completions_to_rank
 from annotation.slots import KINDS, OPEN, TAKEN, has_completions, slots_move
+from config.db.prepared import Prepared
 
 # An assignment in one of these has its label recorded: submitting again returns that label.
 LABELLED = (AssignmentStatus.SUBMITTED, AssignmentStatus.RETURNED)
@@ -105,18 +106,27 @@ def _gold_due(project: Project, user, kind: str) -> bool:
     return gold + 1 <= project.gold_rate * (total + 1)
 
 
+def _leases(kind: str, *, project_id: int, user_id: int, now: datetime) -> QuerySet[Assignment]:
+    return (
+        Assignment.objects.filter(project_id=project_id, kind=kind, status=AssignmentStatus.LEASED)
+        .filter(Q(user_id=user_id) | Q(expires_at__lte=now))
+        .select_related("prompt")
+        .order_by("leased_at", "id")
+    )
+
+
+_LEASES = Prepared(_leases, project_id=int, user_id=int, now=datetime)  # every next-task call reads it
+
+
 def task_next(*, project: Project, user, kind: str, now: datetime | None = None) -> Assignment | None:
     """The labeler's live lease of this kind, else a newly claimed slot, else None (nothing left)."""
     if kind not in KINDS:
         raise AnnotationError(f"unknown task kind {kind!r}; choose demonstration or ranking")
     now = now or timezone.now()
     # One look at the project's leases: this labeler's own, and any that have passed and want a sweep.
-    leases = list(
-        Assignment.objects.filter(project=project, kind=kind, status=AssignmentStatus.LEASED)
-        .filter(Q(user=user) | Q(expires_at__lte=now))
-        .select_related("prompt", "project")
-        .order_by("leased_at", "id")
-    )
+    leases = _LEASES.objects(kind, project_id=project.pk, user_id=user.pk, now=now)
+    for lease in leases:
+        lease.project = project
     if any(lease.expires_at <= now for lease in leases):
         leases_expire(project=project, kind=kind, now=now)
     current = next((lease for lease in leases if lease.user_id == user.pk and lease.expires_at > now), None)
@@ -124,14 +134,15 @@ def task_next(*, project: Project, user, kind: str, now: datetime | None = None)
         return current
     pools = (True, False) if _gold_due(project, user, kind) else (False,)
     for gold in pools:
-        candidates = _candidates(project, user, kind, gold=gold)
         if not connection.features.has_select_for_update_skip_locked:
             # SQLite: one writer at a time; annotation.serialised keeps its write lock short.
-            assignment = serialised.claim(project=project, user=user, kind=kind, candidates=candidates, now=now,
-                                          index="prompt_gold" if gold else f"prompt_{kind}_open", lease=_lease)
+            assignment = serialised.claim(project=project, user=user, kind=kind, gold=gold, candidates=_candidates,
+                                          now=now, index="prompt_gold" if gold else f"prompt_{kind}_open",
+                                          lease=_lease)
             if assignment is not None:
                 return assignment
             continue
+        candidates = _candidates(project, user, kind, gold=gold)
         for _ in range(_CLAIM_ATTEMPTS):
             with transaction.atomic():
                 prompt = candidates.select_for_update(skip_locked=True).first()

@@ -25,6 +25,7 @@ from annotation.models import (
     ReviewState,
     Role,
 )
+from config.db.prepared import Prepared
 
 
 def projects_for_user(user) -> QuerySet[Membership]:
@@ -66,14 +67,23 @@ def role_in(user, project: Project) -> str | None:
     return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
 
 
+def _membership(roles: tuple[str, ...] | None, *, user_id: int, slug: str) -> QuerySet[Membership]:
+    members = Membership.objects.filter(user_id=user_id, project__slug=slug)
+    if roles is not None:
+        members = members.filter(role__in=roles)
+    return members.select_related("project")[:1]  # (user, project) is unique
+
+
+# Every request of every project page and API call reads this: compiled once (config.db.prepared).
+_MEMBERSHIP = Prepared(_membership, user_id=int, slug=str)
+
+
 def project_for_user(user, slug: str, roles: Iterable[str] | None = None) -> Project:
     """The project ``slug`` if ``user`` is a member in one of ``roles`` (any role when None); else 404."""
     if not getattr(user, "is_authenticated", False):
         raise Http404("No such project")
-    members = Membership.objects.filter(user=user, project__slug=slug)
-    if roles is not None:
-        members = members.filter(role__in=list(roles))
-    membership = members.select_related("project").first()
+    roles = None if roles is None else tuple(roles)
+    membership = _MEMBERSHIP.first(roles, user_id=user.pk, slug=str(slug))
     if membership is None:
         raise Http404("No such project")
     project = membership.project
@@ -133,13 +143,17 @@ def labels_visible_to(model, project: Project, user) -> QuerySet:
     return items.filter(author=user)
 
 
+def _assignment(*, assignment_id: int, project_id: int, user_id: int) -> QuerySet[Assignment]:
+    return Assignment.objects.filter(pk=assignment_id, project_id=project_id, user_id=user_id).select_related(
+        "prompt", "project")
+
+
+_ASSIGNMENT = Prepared(_assignment, assignment_id=int, project_id=int, user_id=int)
+
+
 def assignment_of(project: Project, user, assignment_id: int) -> Assignment:
     """The requester's own assignment in ``project``; anyone else's (or another project's) is a 404."""
-    assignment = (
-        Assignment.objects.filter(pk=assignment_id, project=project, user=user)
-        .select_related("prompt", "project")
-        .first()
-    )
+    assignment = _ASSIGNMENT.first(assignment_id=int(assignment_id), project_id=project.pk, user_id=user.pk)
     if assignment is None:
         raise Http404("No such task")
     return assignment

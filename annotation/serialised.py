@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Model, QuerySet
 from django.db.models.expressions import RawSQL
@@ -32,6 +33,7 @@ from django.db.models.sql import InsertQuery, UpdateQuery
 from annotation.errors import AnnotationError
 from annotation.models import Assignment, AssignmentStatus, Project, Prompt
 from annotation.slots import slots_moved
+from config.db.prepared import Prepared
 
 
 def compiled_update(queryset: QuerySet, **values) -> tuple[str, tuple]:
@@ -65,15 +67,29 @@ def _first_by_index(candidates: QuerySet[Prompt], index: str) -> RawSQL:
     return RawSQL(hinted, params)  # noqa: S611 - the ORM's own SQL (values stay parameters) and a known index name
 
 
-def claim(*, project: Project, user, kind: str, candidates: QuerySet[Prompt], index: str, now: datetime,
+def _claim_sql(candidates, kind: str, gold: bool, index: str, labels_per_item: int, completions_per_prompt: int, *,
+               project_id: int, user_id: int) -> tuple[str, tuple]:
+    """The claim's one statement: take a slot of the first of ``candidates(project, user, kind, gold=...)``
+    and return its id. Built for stand-ins of the project and the labeler; ``Prepared`` swaps their ids."""
+    project = Project(pk=project_id, labels_per_item=labels_per_item, completions_per_prompt=completions_per_prompt)
+    user = get_user_model()(pk=user_id)
+    first = _first_by_index(candidates(project, user, kind, gold=gold), index)
+    sql, params = compiled_update(Prompt.objects.filter(pk=first), **slots_moved(kind, 1, project))
+    return f"{sql} RETURNING {connection.ops.quote_name('id')}", params
+
+
+_CLAIM = Prepared(_claim_sql, project_id=int, user_id=int)
+_PROMPT = Prepared(lambda *, prompt_id: Prompt.objects.filter(pk=prompt_id), prompt_id=int)
+
+
+def claim(*, project: Project, user, kind: str, gold: bool, candidates, index: str, now: datetime,
           lease) -> Assignment | None:
-    """Lease the first open item of ``candidates`` (read through the partial ``index`` that holds them) to
-    ``user``; None when there is none. ``lease`` is ``queue._lease``."""
-    first = _first_by_index(candidates, index)
-    take_sql, take_params = compiled_update(Prompt.objects.filter(pk=first), **slots_moved(kind, 1, project))
+    """Lease the first open item of ``candidates(project, user, kind, gold=gold)`` (``queue._candidates``,
+    read through the partial ``index`` that holds them) to ``user``; None when there is none. ``lease``
+    is ``queue._lease``. The statement is compiled once per shape (kind, pool, the project's slot settings)."""
+    shape = (candidates, kind, gold, index, project.labels_per_item, project.completions_per_prompt)
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(f"{take_sql} RETURNING {connection.ops.quote_name('id')}", take_params)
+        with _CLAIM.execute(*shape, project_id=project.pk, user_id=user.pk) as cursor:
             row = cursor.fetchone()
         if row is None:
             return None
@@ -81,8 +97,17 @@ def claim(*, project: Project, user, kind: str, candidates: QuerySet[Prompt], in
         if assignment is None:  # cannot happen: the candidates exclude the labeler's own live rows
             transaction.set_rollback(True)
             return None
-    assignment.prompt = Prompt.objects.get(pk=row[0])  # read after the commit, outside the lock
+    assignment.prompt = _PROMPT.first(prompt_id=row[0])  # read after the commit, outside the lock
     return assignment
+
+
+def _finish_sql(*, assignment_id: int, now: datetime) -> tuple[str, tuple]:
+    """A LEASED assignment becomes SUBMITTED: the check and the transition in one statement."""
+    return compiled_update(Assignment.objects.filter(pk=assignment_id, status=AssignmentStatus.LEASED),
+                           status=AssignmentStatus.SUBMITTED, finished_at=now)
+
+
+_FINISH = Prepared(_finish_sql, assignment_id=int, now=datetime)
 
 
 def submit(*, assignment: Assignment, user, kind: str, build, now: datetime):
@@ -97,18 +122,15 @@ def submit(*, assignment: Assignment, user, kind: str, build, now: datetime):
     except AnnotationError:
         return None  # the general path decides: a retry of an earlier submission returns that label
     insert_sql, insert_params = compiled_insert(label)
-    finish_sql, finish_params = compiled_update(
-        Assignment.objects.filter(pk=assignment.pk, status=AssignmentStatus.LEASED),
-        status=AssignmentStatus.SUBMITTED, finished_at=now,
-    )
     returning = [f.attname for f in label._meta.db_returning_fields]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(finish_sql, finish_params)
-        if cursor.rowcount != 1:
-            transaction.set_rollback(True)
-            return None
-        cursor.execute(insert_sql, insert_params)
-        values = cursor.fetchone()
+    with transaction.atomic():
+        with _FINISH.execute(assignment_id=assignment.pk, now=now) as cursor:
+            if cursor.rowcount != 1:
+                transaction.set_rollback(True)
+                return None
+        with connection.cursor() as cursor:
+            cursor.execute(insert_sql, insert_params)
+            values = cursor.fetchone()
     for attname, value in zip(returning, values, strict=True):
         setattr(label, attname, value)
     label._state.adding, label._state.db = False, connection.alias

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 def test_a_dropped_database_connection_is_a_503_to_retry_not_a_500(project, bob):
     api = APIClient(raise_request_exception=False)
     api.force_authenticate(bob)
-    with mock.patch("annotation.api.task_next", side_effect=OperationalError("server closed the connection")):
+    with mock.patch("annotation.api_tasks.task_next", side_effect=OperationalError("server closed the connection")):
         answer = api.get(f"/api/projects/{project.slug}/tasks/next/?kind=demonstration")
 
     assert answer.status_code == 503 and answer["Retry-After"] == "5"
