@@ -18,6 +18,7 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from config.db.prepared import Prepared
 from serving.errors import ServingError
 from serving.models import ApiKey
 
@@ -48,11 +49,18 @@ def api_key_revoke(*, user, key_id: int) -> ApiKey:
     return key
 
 
+def _active_key(*, key_hash):
+    return ApiKey.objects.select_related("user").filter(key_hash=key_hash, revoked_at__isnull=True)[:1]
+
+
+_ACTIVE_KEY = Prepared(_active_key, key_hash=str)  # every API request reads it: SQL built once per process
+
+
 def api_key_user(raw: str):
     """The active user owning ``raw``, or None for an unknown, revoked or inactive key."""
     if not raw.startswith(KEY_PREFIX):
         return None
-    key = ApiKey.objects.select_related("user").filter(key_hash=_digest(raw), revoked_at__isnull=True).first()
+    key = _ACTIVE_KEY.first(key_hash=_digest(raw))
     if key is None or not key.user.is_active:
         return None
     now = timezone.now()
