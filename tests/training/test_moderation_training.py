@@ -163,3 +163,23 @@ def test_fine_tuning_the_top_layer_changes_it_and_the_folder_keeps_it(tmp_path, 
     text = normalize("Claim your free laptop today at prizes.example, limited offer!")
     assert not np.allclose(a.encoder.logits(text), b.encoder.logits(text))
     assert tuned["per_category"]["spam"]["auprc"] >= 0.9
+
+
+def test_the_build_script_makes_a_fewer_layer_variant_elsewhere(tmp_path, monkeypatch):
+    import training.moderation as stage
+    from training import make_moderation_model as build
+
+    calls = []
+    monkeypatch.setattr(build, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(stage, "train_moderation", lambda data, out, config: calls.append((out, config)) or
+                        {"per_category": {}})
+    build.main(["--encoder-layers", "2", "--out", str(tmp_path / "l2")])
+    (out, config), = calls
+    assert out == tmp_path / "l2"
+    assert config.encoder_layers == 2
+    assert {k: getattr(config, k) for k in build.SHIPPED if k != "encoder_layers"} == \
+        {k: v for k, v in build.SHIPPED.items() if k != "encoder_layers"}
+    assert (tmp_path / "data" / "train.jsonl").is_file()
+    with pytest.raises(SystemExit):
+        build.main(["--encoder-layers", "9", "--out", str(tmp_path / "l9")])
+    assert len(calls) == 1
