@@ -2,6 +2,7 @@
 
     .venv/bin/python -m training.make_moderation_model            # data + serving/moderation_model/
     .venv/bin/python -m training.make_moderation_model --data-only
+    .venv/bin/python -m training.make_moderation_model --encoder-layers 2 --out var/mod2l/l2   # a variant elsewhere
 
 The set is generated from hand-written templates and fillers with a fixed seed, so it is
 reproducible and reviewable. Each category's templates are split: three quarters feed
@@ -156,6 +157,9 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-only", action="store_true")
+    parser.add_argument("--encoder-layers", type=int, choices=range(1, 7), default=SHIPPED["encoder_layers"],
+                        metavar="{1..6}", help="all-MiniLM-L6-v2 layers the encoder keeps (fewer: faster, weaker)")
+    parser.add_argument("--out", type=Path, default=MODEL_DIR, help="model folder to write (default: the shipped one)")
     args = parser.parse_args(argv)
     train, evals = build()
     write_jsonl(DATA_DIR / "train.jsonl", train)
@@ -166,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     from training.moderation import ModerationTrainConfig, train_moderation
 
-    result = train_moderation(DATA_DIR / "train.jsonl", MODEL_DIR, ModerationTrainConfig(**SHIPPED))
+    config = ModerationTrainConfig(**{**SHIPPED, "encoder_layers": args.encoder_layers})
+    result = train_moderation(DATA_DIR / "train.jsonl", args.out, config)
     for cat, m in result["per_category"].items():
         print(f"{cat:18s} AUPRC={m['auprc']} P={m['precision']} R={m['recall']} n={m['positives']}")
 

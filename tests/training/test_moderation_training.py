@@ -182,3 +182,23 @@ def test_fragments_are_benign_prefixes_and_never_cut_from_harmful_rows():
         assert 1 <= len(words) <= 30 + max(len(b.split()) for b in bare), row
     assert any(len(r["text"].split()) <= 2 for r in rows), "short prefixes (the stream's first checks) are there"
     assert any(r["text"].startswith("was late") for r in rows), "and windows from mid-text (its later checks)"
+
+
+def test_the_build_script_makes_a_fewer_layer_variant_elsewhere(tmp_path, monkeypatch):
+    import training.moderation as stage
+    from training import make_moderation_model as build
+
+    calls = []
+    monkeypatch.setattr(build, "DATA_DIR", tmp_path / "data")
+    monkeypatch.setattr(stage, "train_moderation", lambda data, out, config: calls.append((out, config)) or
+                        {"per_category": {}})
+    build.main(["--encoder-layers", "2", "--out", str(tmp_path / "l2")])
+    (out, config), = calls
+    assert out == tmp_path / "l2"
+    assert config.encoder_layers == 2
+    assert {k: getattr(config, k) for k in build.SHIPPED if k != "encoder_layers"} == \
+        {k: v for k, v in build.SHIPPED.items() if k != "encoder_layers"}
+    assert (tmp_path / "data" / "train.jsonl").is_file()
+    with pytest.raises(SystemExit):
+        build.main(["--encoder-layers", "9", "--out", str(tmp_path / "l9")])
+    assert len(calls) == 1
