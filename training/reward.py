@@ -91,7 +91,7 @@ class RewardConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_target_modules: str = "all-linear"  # or comma-separated module names
-    train_layers: int = 0  # > 0: only the top N transformer layers, the final norm and the head learn (LoRA: get adapters)
+    train_layers: int = 8  # > 0: only the top N transformer layers, the final norm and the head learn (LoRA: get adapters); 0: all
     seed: int = 0
 
     @classmethod
