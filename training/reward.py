@@ -172,13 +172,15 @@ def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):
 
 
 def _top_layers(model, count: int) -> list[int] | None:
-    """Indices of the top ``count`` transformer layers (None: every layer learns)."""
+    """Indices of the top ``count`` transformer layers (None: every layer and the embeddings learn)."""
     if not count:
         return None
     layers = getattr(getattr(model, model.base_model_prefix, None), "layers", None)
     if layers is None:
         raise ValueError(f"train_layers needs a model with a 'layers' stack; {type(model).__name__} has none")
-    return list(range(max(0, len(layers) - count), len(layers)))
+    if count >= len(layers):  # a model no deeper than that trains whole, embeddings included
+        return None
+    return list(range(len(layers) - count, len(layers)))
 
 
 def _in_layers(model, modules: str | list[str], top: list[int] | None) -> str | list[str]:
@@ -204,6 +206,13 @@ def _freeze_below(model, top: list[int]) -> None:
     for module in (getattr(backbone, "norm", None), model.score):
         if module is not None:
             module.requires_grad_(True)
+
+
+def _evaluations_left(done: int, total: int, steps_per_epoch: int) -> int:
+    """Held-out evaluations still to run after step ``done``: one per epoch end, and one after a partial last epoch."""
+    if done >= total:
+        return 0
+    return total // steps_per_epoch - done // steps_per_epoch + int(total % steps_per_epoch != 0)
 
 
 def _save_checkpoint(path: Path, model, tokenizer, optimizer, step: int, config: RewardConfig, history: dict) -> None:
@@ -283,9 +292,12 @@ def train_reward(
         optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", weights_only=True))
         state = json.loads((resume_from / "trainer_state.json").read_text())
         start_step, history = state["step"], state["history"]
-    elif config.eval_initial:
+    eval_seconds: list[float] = []  # each held-out evaluation's wall time, for the ETA of the ones to come
+    if resume_from is None and config.eval_initial:
         reporter.phase(f"evaluating before training on {len(eval_enc)} held-out rankings")
+        tick = time.perf_counter()
         history["eval_accuracy_initial"] = _evaluate(model, eval_enc, pad_id, config)
+        eval_seconds.append(time.perf_counter() - tick)
 
     model.train()
     lengths, batches_of = [r.length for r in train_enc], {}
@@ -327,12 +339,18 @@ def train_reward(
         mean_loss = loss_total / len(batch)
         history["losses"].append(mean_loss)
         point = {"loss": round(mean_loss, 5), "batch_accuracy": round(correct / pairs, 4) if pairs else None,
-                 "lr": lr, "epoch": round(done / steps_per_epoch, 3),
-                 "eta_seconds": round(train_seconds / (done - start_step) * (total_steps - done), 3)}
+                 "lr": lr, "epoch": round(done / steps_per_epoch, 3)}
         if done % steps_per_epoch == 0 or done == total_steps:  # every epoch, and a partial last one
+            tick = time.perf_counter()
             accuracy = _evaluate(model, eval_enc, pad_id, config)
+            eval_seconds.append(time.perf_counter() - tick)
             history["accuracy_by_epoch"].append(accuracy)
             point["eval_accuracy"] = accuracy
+        # the steps left at the loop's pace so far, plus the evaluations left at their measured pace
+        # (none measured yet: not counted, so the ETA never includes a guess)
+        evals_left = _evaluations_left(done, total_steps, steps_per_epoch) if eval_enc else 0
+        point["eta_seconds"] = round(train_seconds / (done - start_step) * (total_steps - done)
+                                     + (sum(eval_seconds) / len(eval_seconds) * evals_left if eval_seconds else 0.0), 3)
         if rank == 0:
             reporter.progress(done, total_steps, point)
             if checkpoint_dir is not None and config.checkpoint_every and done % config.checkpoint_every == 0 \
@@ -366,7 +384,8 @@ def train_reward(
         "world_size": size,
         "device": str(device),
         "train_seconds": train_seconds,
-        "train_cpu_seconds": train_cpu_seconds,  # this process's CPU time in the loop: steady on a busy machine
+        "train_cpu_seconds": train_cpu_seconds,
+        "eval_seconds": sum(eval_seconds),  # held-out evaluations (this session), not in train_seconds  # this process's CPU time in the loop: steady on a busy machine
         "rankings_per_second": done_rankings / train_seconds if train_seconds else 0.0,
         "pairs_per_second": done_pairs / train_seconds if train_seconds else 0.0,
         "sequences_per_second": done_sequences / train_seconds if train_seconds else 0.0,
