@@ -15,14 +15,18 @@ LM folder (the head is new) and ``pad_token_id`` set in its config, saved with i
 ``load_reward_model`` / PPO / the demo's win-rate open it with ``from_pretrained``. Scoring and the
 held-out accuracy live in ``training.reward_scoring`` (re-exported here for existing callers).
 
-``train_layers`` N > 0 lets only the top N transformer layers, the final norm and the head learn: the
-embeddings and the lower layers run forward only (autograd records nothing below the first trained
-layer), so a step costs well under a full forward-backward on a CPU, and AdamW (fused) skips them.
+``train_layers`` N > 0 (default 8) lets only the top N transformer layers, the final norm and the head
+learn: the embeddings and the lower layers run forward only (autograd records nothing below the first
+trained layer), so a step costs well under a full forward-backward on a CPU, and AdamW (fused) skips
+them; 0, or a model no deeper than N, trains every layer and the embeddings. On SmolLM2-135M (30
+layers) the default trains on about 2-3x the pairs per second of training every layer
+(``bench/rm_pairs.py``; ``bench/rm_accuracy.py`` measures what that buys in held-out accuracy).
 
 The held-out split is by prompt; pairwise accuracy (ties excluded, a tied score counts as wrong)
 is measured, packed and without gradients, before training (``eval_initial``) and after every epoch;
-its time is not in ``train_seconds``, and each progress point carries ``eta_seconds`` extrapolated
-from the training steps alone, so the ETA is honest from step 1. Under ``torchrun`` each rank takes
+its time is not in ``train_seconds`` (it is ``eval_seconds``), and each progress point carries
+``eta_seconds``: the steps left at the loop's pace so far plus the evaluations left at their measured
+pace, so the ETA is honest from step 1. Under ``torchrun`` each rank takes
 every ``world_size``-th ranking of the global batch and gradients are averaged.
 """
 
