@@ -31,7 +31,7 @@ Both ratios are printed: pairs/s by the loop's wall time, and by the process's C
 shared machine), with the load average. ``--train-layers N`` adds a run of ours with ``train_layers`` N
 (0: every layer learns, as TRL).
 
-Run (idle, about 4 minutes): OMP_NUM_THREADS=2 .venv/bin/python bench/rm_pairs.py --real-base --pairs 32 \
+Run (idle, about 4-5 minutes): OMP_NUM_THREADS=2 .venv/bin/python bench/rm_pairs.py --real-base --pairs 24 \
     [--data var/hh/harmless-base-test.jsonl.gz] [--train-layers 0]
 """
 

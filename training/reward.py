@@ -19,7 +19,7 @@ held-out accuracy live in ``training.reward_scoring`` (re-exported here for exis
 learn: the embeddings and the lower layers run forward only (autograd records nothing below the first
 trained layer), so a step costs well under a full forward-backward on a CPU, and AdamW (fused) skips
 them; 0, or a model no deeper than N, trains every layer and the embeddings. On SmolLM2-135M (30
-layers) the default trains on about 2-3x the pairs per second of training every layer
+layers) the default trains on about 3.5x the pairs per CPU second of training every layer
 (``bench/rm_pairs.py``; ``bench/rm_accuracy.py`` measures what that buys in held-out accuracy).
 
 The held-out split is by prompt; pairwise accuracy (ties excluded, a tied score counts as wrong)
