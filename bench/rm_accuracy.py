@@ -83,11 +83,13 @@ class TimedReporter(ListReporter):
             metrics = {**metrics, "train_seconds": round(metrics["eta_seconds"] * step / (total - step), 1)}
         super().progress(step, total, metrics)
         if metrics and self.window:  # the curve as it grows, so a run stopped early still tells something
-            curve = progressive(self.metrics, self.batch, self.window, metrics.get("train_seconds", 0.0))
+            curve = progressive(self.metrics, self.batch, self.window, float("nan"))
             if curve and curve[-1]["pairs_seen"] == step * self.batch:
                 point = curve[-1]
+                seconds = "the last step" if point["train_seconds"] != point["train_seconds"] else \
+                    f"{point['train_seconds']} s of training"
                 print(f"  pairs {point['pairs_seen']:5d}  progressive accuracy {point['accuracy']:.3f}"
-                      f"  ({point['train_seconds']} s of training; load average {load()})", flush=True)
+                      f"  ({seconds}; load average {load()})", flush=True)
 
 
 def main() -> None:
