@@ -388,8 +388,8 @@ def train_reward(
         "world_size": size,
         "device": str(device),
         "train_seconds": train_seconds,
-        "train_cpu_seconds": train_cpu_seconds,
-        "eval_seconds": sum(eval_seconds),  # held-out evaluations (this session), not in train_seconds  # this process's CPU time in the loop: steady on a busy machine
+        "train_cpu_seconds": train_cpu_seconds,  # this process's CPU time in the loop: steady on a busy machine
+        "eval_seconds": sum(eval_seconds),  # held-out evaluations (this session), not in train_seconds
         "rankings_per_second": done_rankings / train_seconds if train_seconds else 0.0,
         "pairs_per_second": done_pairs / train_seconds if train_seconds else 0.0,
         "sequences_per_second": done_sequences / train_seconds if train_seconds else 0.0,
