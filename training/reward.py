@@ -15,14 +15,18 @@ LM folder (the head is new) and ``pad_token_id`` set in its config, saved with i
 ``load_reward_model`` / PPO / the demo's win-rate open it with ``from_pretrained``. Scoring and the
 held-out accuracy live in ``training.reward_scoring`` (re-exported here for existing callers).
 
-``train_layers`` N > 0 lets only the top N transformer layers, the final norm and the head learn: the
-embeddings and the lower layers run forward only (autograd records nothing below the first trained
-layer), so a step costs well under a full forward-backward on a CPU, and AdamW (fused) skips them.
+``train_layers`` N > 0 (default 8) lets only the top N transformer layers, the final norm and the head
+learn: the embeddings and the lower layers run forward only (autograd records nothing below the first
+trained layer), so a step costs well under a full forward-backward on a CPU, and AdamW (fused) skips
+them; 0, or a model no deeper than N, trains every layer and the embeddings. On SmolLM2-135M (30
+layers) the default trains on about 3.5x the pairs per CPU second of training every layer
+(``bench/rm_pairs.py``; ``bench/rm_accuracy.py`` measures what that buys in held-out accuracy).
 
 The held-out split is by prompt; pairwise accuracy (ties excluded, a tied score counts as wrong)
 is measured, packed and without gradients, before training (``eval_initial``) and after every epoch;
-its time is not in ``train_seconds``, and each progress point carries ``eta_seconds`` extrapolated
-from the training steps alone, so the ETA is honest from step 1. Under ``torchrun`` each rank takes
+its time is not in ``train_seconds`` (it is ``eval_seconds``), and each progress point carries
+``eta_seconds``: the steps left at the loop's pace so far plus the evaluations left at their measured
+pace, so the ETA is honest from step 1. Under ``torchrun`` each rank takes
 every ``world_size``-th ranking of the global batch and gradients are averaged.
 """
 
@@ -79,7 +83,7 @@ class RewardConfig:
     eval_batch_size: int = 16  # rankings per forward pass when scoring held-out rankings (no gradients)
     eval_initial: bool = True  # measure the untrained model's held-out accuracy before step 1
     max_length: int = 512
-    learning_rate: float = 1e-5
+    learning_rate: float = 5e-5  # with train_layers 8: learned faster than 1e-5 on HH pairs (operations.md, "Reward models")
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0
@@ -91,7 +95,7 @@ class RewardConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_target_modules: str = "all-linear"  # or comma-separated module names
-    train_layers: int = 0  # > 0: only the top N transformer layers, the final norm and the head learn (LoRA: get adapters)
+    train_layers: int = 8  # > 0: only the top N transformer layers, the final norm and the head learn (LoRA: get adapters); 0: all
     seed: int = 0
 
     @classmethod
@@ -172,13 +176,15 @@ def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):
 
 
 def _top_layers(model, count: int) -> list[int] | None:
-    """Indices of the top ``count`` transformer layers (None: every layer learns)."""
+    """Indices of the top ``count`` transformer layers (None: every layer and the embeddings learn)."""
     if not count:
         return None
     layers = getattr(getattr(model, model.base_model_prefix, None), "layers", None)
     if layers is None:
         raise ValueError(f"train_layers needs a model with a 'layers' stack; {type(model).__name__} has none")
-    return list(range(max(0, len(layers) - count), len(layers)))
+    if count >= len(layers):  # a model no deeper than that trains whole, embeddings included
+        return None
+    return list(range(len(layers) - count, len(layers)))
 
 
 def _in_layers(model, modules: str | list[str], top: list[int] | None) -> str | list[str]:
@@ -204,6 +210,13 @@ def _freeze_below(model, top: list[int]) -> None:
     for module in (getattr(backbone, "norm", None), model.score):
         if module is not None:
             module.requires_grad_(True)
+
+
+def _evaluations_left(done: int, total: int, steps_per_epoch: int) -> int:
+    """Held-out evaluations still to run after step ``done``: one per epoch end, and one after a partial last epoch."""
+    if done >= total:
+        return 0
+    return total // steps_per_epoch - done // steps_per_epoch + int(total % steps_per_epoch != 0)
 
 
 def _save_checkpoint(path: Path, model, tokenizer, optimizer, step: int, config: RewardConfig, history: dict) -> None:
@@ -283,9 +296,12 @@ def train_reward(
         optimizer.load_state_dict(torch.load(resume_from / "optimizer.pt", weights_only=True))
         state = json.loads((resume_from / "trainer_state.json").read_text())
         start_step, history = state["step"], state["history"]
-    elif config.eval_initial:
+    eval_seconds: list[float] = []  # each held-out evaluation's wall time, for the ETA of the ones to come
+    if resume_from is None and config.eval_initial:
         reporter.phase(f"evaluating before training on {len(eval_enc)} held-out rankings")
+        tick = time.perf_counter()
         history["eval_accuracy_initial"] = _evaluate(model, eval_enc, pad_id, config)
+        eval_seconds.append(time.perf_counter() - tick)
 
     model.train()
     lengths, batches_of = [r.length for r in train_enc], {}
@@ -327,12 +343,18 @@ def train_reward(
         mean_loss = loss_total / len(batch)
         history["losses"].append(mean_loss)
         point = {"loss": round(mean_loss, 5), "batch_accuracy": round(correct / pairs, 4) if pairs else None,
-                 "lr": lr, "epoch": round(done / steps_per_epoch, 3),
-                 "eta_seconds": round(train_seconds / (done - start_step) * (total_steps - done), 3)}
+                 "lr": lr, "epoch": round(done / steps_per_epoch, 3)}
         if done % steps_per_epoch == 0 or done == total_steps:  # every epoch, and a partial last one
+            tick = time.perf_counter()
             accuracy = _evaluate(model, eval_enc, pad_id, config)
+            eval_seconds.append(time.perf_counter() - tick)
             history["accuracy_by_epoch"].append(accuracy)
             point["eval_accuracy"] = accuracy
+        # the steps left at the loop's pace so far, plus the evaluations left at their measured pace
+        # (none measured yet: not counted, so the ETA never includes a guess)
+        evals_left = _evaluations_left(done, total_steps, steps_per_epoch) if eval_enc else 0
+        point["eta_seconds"] = round(train_seconds / (done - start_step) * (total_steps - done)
+                                     + (sum(eval_seconds) / len(eval_seconds) * evals_left if eval_seconds else 0.0), 3)
         if rank == 0:
             reporter.progress(done, total_steps, point)
             if checkpoint_dir is not None and config.checkpoint_every and done % config.checkpoint_every == 0 \
@@ -367,6 +389,7 @@ def train_reward(
         "device": str(device),
         "train_seconds": train_seconds,
         "train_cpu_seconds": train_cpu_seconds,  # this process's CPU time in the loop: steady on a busy machine
+        "eval_seconds": sum(eval_seconds),  # held-out evaluations (this session), not in train_seconds
         "rankings_per_second": done_rankings / train_seconds if train_seconds else 0.0,
         "pairs_per_second": done_pairs / train_seconds if train_seconds else 0.0,
         "sequences_per_second": done_sequences / train_seconds if train_seconds else 0.0,

@@ -137,6 +137,15 @@ def test_training_reports_an_eta_from_step_one_and_saves_its_max_length(tiny_mod
     assert reward_max_length(tmp_path / "out") == 96
 
 
+@pytest.mark.parametrize("done,total,per_epoch,left", [(1, 10, 5, 2), (5, 10, 5, 1), (9, 10, 5, 1), (10, 10, 5, 0),
+                                                      (1, 7, 5, 2), (6, 7, 5, 1), (7, 7, 5, 0), (1, 3, 5, 1)])
+def test_the_eta_counts_the_held_out_evaluations_still_to_come(done, total, per_epoch, left):
+    """One evaluation per epoch end and one after a partial last epoch; their measured time joins the ETA."""
+    from training.reward import _evaluations_left
+
+    assert _evaluations_left(done, total, per_epoch) == left
+
+
 def test_the_run_page_eta_takes_the_stage_estimate_over_the_wall_clock():
     from django.utils import timezone
 
