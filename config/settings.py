@@ -141,7 +141,11 @@ elif (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_
     # connection per request costs PostgreSQL a process fork. Requests wait for a free connection
     # instead. Only in web servers (config/wsgi.py, config/asgi.py): a pool must not be inherited
     # through a fork, as Celery's prefork workers would.
+    # Health checks: the pool runs an empty query on an idle connection before handing it out (one
+    # round trip), so connections the server dropped while idle (a restart, a failover) are replaced
+    # there instead of failing the request that drew them with a 503.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": env_int("DATABASE_POOL_SIZE", 4),

@@ -87,11 +87,19 @@ def test_database_sessions_dropped_under_load_give_503s_then_recover_and_keep_ev
     assert dropped, "the web process had sessions to drop"
     assert set(statuses) <= {200, 201, 204, 503}, sorted(set(statuses))  # never a 500
     assert set(acknowledged) <= set(Demonstration.objects.values_list("pk", flat=True))
-    recovered = []
+    recovered, seen = [], []  # within a minute: the pool waits up to 30 s for a connection
+
+    def next_task(c):
+        response = c.get(f"{project.slug}/tasks/next/?kind=demonstration")
+        seen.append(response.status_code)
+        return response.status_code == 200 and response
+
     for user in crowd:  # the next requests find fresh connections by themselves
         with client(user, web) as c:
-            task = wait_for(lambda c=c: (r := c.get(f"{project.slug}/tasks/next/?kind=demonstration")).status_code
-                            == 200 and r, timeout=30, what="next task after the drop")
+            try:
+                task = wait_for(lambda c=c: next_task(c), timeout=60, what="next task after the drop")
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}; last answers {seen[-12:]}; web log:\n{web.log.read_text()[-3000:]}") from exc
             recovered.append(c.post(f"{project.slug}/tasks/{task.json()['id']}/demonstration/",
                                     json={"content": "After."}).status_code)
     assert recovered == [201] * len(crowd)
