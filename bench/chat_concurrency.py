@@ -239,6 +239,7 @@ def main() -> None:
     sizes = [int(n) for n in args.users.split(",")]
     if not (args.model / "config.json").exists():
         env = {**os.environ, "TUNELOOP_EMBEDDED": "1"}
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)  # a fresh checkout
         subprocess.run([sys.executable, "manage.py", "provision_base_model"], cwd=ROOT, env=env, check=True)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     load_before = load_average()

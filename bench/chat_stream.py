@@ -167,6 +167,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.model / "config.json").exists():
         env = {**os.environ, "TUNELOOP_EMBEDDED": "1"}
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)  # a fresh checkout
         subprocess.run([sys.executable, "manage.py", "provision_base_model"], cwd=ROOT, env=env, check=True)
     prompts = PROMPTS[: args.prompts]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

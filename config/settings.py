@@ -333,9 +333,10 @@ LOGIN_FAILURES_PER_IP = env_int("TUNELOOP_LOGIN_FAILURES_PER_IP", 20)
 LOGIN_WINDOW_SECONDS = env_int("TUNELOOP_LOGIN_WINDOW_SECONDS", 300)
 MODERATION_TIMEOUT_MS = env_float("TUNELOOP_MODERATION_TIMEOUT_MS", 250.0)
 # Characters of an answer that stay held back behind the last moderated position (serving/pipeline.py):
-# text is shown only once a passing check also read this much after it. A larger window lets the
-# classifier see more of a phrase before its first word shows, at the cost of time to first token.
-MODERATION_HOLD_BACK_CHARS = env_int("TUNELOOP_MODERATION_HOLD_BACK_CHARS", 12)
+# text is shown only once a passing check also read this much after it; 1 holds back the last whole
+# word. A larger window lets the classifier see more of a phrase before its first word shows, at the
+# cost of time to first token (bench/moderation_hold_back.py, docs/operations.md).
+MODERATION_HOLD_BACK_CHARS = env_int("TUNELOOP_MODERATION_HOLD_BACK_CHARS", 1)
 # Knowledge-base search (serving/knowledge/): the lexical half is BM25 in each process (`bm25`), or
 # PostgreSQL full-text search over a GIN index (`postgres`, at scale: nothing to build per process).
 KNOWLEDGE_LEXICAL = env_str("TUNELOOP_KNOWLEDGE_LEXICAL", "bm25")

@@ -13,9 +13,13 @@ Input: every message of the request, whatever its role, and each pair of neighbo
 is never called and the template is the whole answer.
 
 Output, the hold-back strategy: text is released on word boundaries, and only once a passing
-moderation check covered it *and* the ``hold_back`` characters that follow it. A flagged phrase is
-caught while its first characters are still held back, so none of them reach the user; an answer
-shorter than the first window is checked whole before its first character is shown. Each check
+moderation check covered it *and* the ``hold_back`` characters that follow it (the default, 1, holds
+back the last whole word: a word shows once a check also read the word after it). A phrase the
+classifier flags by the time its next word arrives is caught while its first word is still held
+back, so none of it reaches the user; an answer shorter than the first window is checked whole
+before its first character is shown. A longer hold-back lets a check read more after a word before
+it shows, at the price of the first words' delay: ``bench/moderation_hold_back.py`` measures both
+on the moderation corpus's harmful dev texts (docs/operations.md has the figures and the choice). Each check
 reads only the new window of the answer: the text not yet released, plus ``context`` characters
 before it so a phrase split by a release point is still read whole — the cost of a check does not
 grow with the answer. The first check runs as soon as a first word could be released (the first
@@ -34,7 +38,7 @@ from dataclasses import dataclass
 from serving.engine import GenerationParams
 from serving.moderation import ModerationResult
 
-HOLD_BACK_CHARS = 12  # about two words: what a classifier needs after a word to flag the phrase it starts
+HOLD_BACK_CHARS = 1  # the last whole word waits until a check has also read the word after it (see below)
 CHECK_EVERY_CHARS = 12
 CONTEXT_CHARS = 96  # released text re-read before the new window
 LONG_RUN_CHARS = 32  # text without a word break is released in pieces of this size

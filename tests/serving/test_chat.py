@@ -59,11 +59,22 @@ def test_a_flagged_answer_is_replaced_and_logged_for_review(client, bob, project
     scripted("Sure. I will kill you and your whole family.")
     client.force_login(bob)
     events = sse_events(send(client, project, "Write a message for my neighbour, please."))
-    assert not [e for e in events if e["type"] == "delta"], "no piece of the flagged answer is sent"
+    shown = "".join(e["text"] for e in events if e["type"] == "delta")
+    assert shown in ("", "Sure. "), "no word of the threat is sent, only the opener the checks passed"
     assert [e for e in events if e["type"] == "replace"]
     answer = Message.objects.get(pk=events[-1]["message"])
     assert answer.is_template and "kill" in answer.model_text and "kill" not in answer.content
     assert ModerationEvent.objects.get().direction == "output"
+
+
+def test_a_longer_hold_back_keeps_even_the_opener_of_a_flagged_answer(client, bob, project, deployed, scripted,
+                                                                       settings):
+    settings.MODERATION_HOLD_BACK_CHARS = 12  # a check reads 12 characters past a word before it shows
+    scripted("Sure. I will kill you and your whole family.")
+    client.force_login(bob)
+    events = sse_events(send(client, project, "Write a message for my neighbour, please."))
+    assert not [e for e in events if e["type"] == "delta"], "no piece of the flagged answer is sent"
+    assert [e for e in events if e["type"] == "replace"]
 
 
 def test_a_projects_own_template_replaces_the_built_in_one(client, alice, bob, project, deployed, scripted):

@@ -87,11 +87,13 @@ def test_a_harmless_system_prompt_and_history_pass(moderator):
     assert shown(r.events()) == BENIGN and not r.outcome.template
 
 
-def test_a_flagged_short_answer_is_replaced_before_any_of_its_characters_are_shown(moderator):
+@pytest.mark.parametrize(("hold_back", "may_show"), [(1, ("", "Fine. ")), (12, ("",))])
+def test_a_flagged_short_answer_is_replaced_before_any_word_of_the_threat_is_shown(moderator, hold_back, may_show):
     engine = ScriptedEngine("Fine. I will kill you and everyone you love.")
-    events = list(reply(moderator, engine).events())
-    assert [kind for kind, _ in events] == ["replace"], f"nothing may be released before the check: {events}"
-    assert events[0][1].startswith("TEMPLATE for") and "violence" in events[0][1]
+    events = list(reply(moderator, engine, hold_back=hold_back).events())
+    released = "".join(piece for kind, piece in events if kind == "delta")
+    assert released in may_show, f"only what a check read the next word of may show: {events}"
+    assert events[-1][0] == "replace" and events[-1][1].startswith("TEMPLATE for") and "violence" in events[-1][1]
 
 
 def test_a_flagged_phrase_late_in_a_long_answer_is_never_released(moderator):
