@@ -40,7 +40,7 @@ RANGES: dict[str, tuple[float, float]] = {
     # moderation classifier
     "n_features": (16, 2**24), "dropout_copies": (0, 64), "word_dropout": (0, 0.99),
     "min_threshold": (0, 1), "max_threshold": (0, 1), "precision_target": (0, 1),
-    "corpus_negatives": (0, BIG), "fragment_negatives": (0, BIG), "corpus_positives": (0, BIG), "dev_rows": (-1, BIG),
+    "corpus_negatives": (0, BIG), "fragment_negatives": (0, BIG), "opener_rows": (0, BIG), "corpus_positives": (0, BIG), "dev_rows": (-1, BIG),
     "encoder_layers": (1, 48), "encoder_max_length": (8, 512), "head_epochs": (1, 100_000),
     "head_learning_rate": (1e-10, 10.0), "finetune_layers": (0, 48), "finetune_epochs": (0, 100),
     "finetune_learning_rate": (1e-10, 1.0),

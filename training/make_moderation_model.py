@@ -16,7 +16,7 @@ The shipped model (``SHIPPED``) learns from these rows *and* the public, human-l
 training/moderation_corpus/ (real text; the templates only add the thin categories, violence/graphic
 above all, that the corpus lacks): n-gram classifier + all-MiniLM-L6-v2 cut to 3 layers with a head,
 served with int8 linear layers, plus 4,000 benign prefixes and spans as negatives (training/moderation_fragments.py:
-what the stream checks first). Thresholds target precision 0.8 per category on the corpus' dev split.
+what the stream checks first) and 3,000 corpus rows behind an assistant's opener (training/moderation_openers.py). Thresholds target precision 0.8 per category on the corpus' dev split.
 Rebuilding embeds ~13k texts with the encoder: about 2 CPU-minutes (10-12 minutes wall on a loaded 2-core
 machine).
 """
@@ -35,7 +35,7 @@ MODEL_DIR = ROOT / "serving" / "moderation_model"
 # model reads the whole train split); the whole dev split for weights, thresholds and figures.
 SHIPPED = {"corpus_negatives": 3500, "corpus_positives": 1200, "dev_rows": -1, "encoder": "package",
            "encoder_layers": 3, "encoder_max_length": 128, "quantize": "int8", "runtime": "onnx",
-           "precision_target": 0.8, "dropout_copies": 0, "fragment_negatives": 4000,
+           "precision_target": 0.8, "dropout_copies": 0, "fragment_negatives": 4000, "opener_rows": 3000,
            "eval_fraction": 0.0}
 
 TEMPLATES = DATA_DIR / "templates.json"

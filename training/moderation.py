@@ -6,8 +6,9 @@
    ``{"text", "categories": [...]}``), merged over the parent folder's ``data.jsonl`` (a newer label
    for a text wins), plus ``corpus_negatives`` negatives and every positive of the public corpus'
    train split (training/moderation_corpus/, nulls masked), plus ``fragment_negatives`` benign short
-   prefixes (training/moderation_fragments.py: what the stream checks first). Every text is normalised
-   as the server does.
+   prefixes (training/moderation_fragments.py: what the stream checks first), plus ``opener_rows`` corpus
+   rows behind an assistant's opener (training/moderation_openers.py: harm after "Sure, here it is:").
+   Every text is normalised as the server does.
 2. Dev: the corpus' dev split (``dev_rows`` of it, every positive kept) plus ``eval_fraction`` of the
    platform rows held out by group.
 3. The n-gram classifier: one logistic regression per category over hashed n-grams (full-batch Adam on
@@ -55,6 +56,7 @@ from training.moderation_model import (
     hashed_features,
     load_model,
 )
+from training.moderation_openers import opener_rows
 from training.moderation_quality import average_precision, figures, threshold_for
 from training.normalize import normalize
 from training.reporting import NullReporter, Reporter, TrainingDiverged
@@ -79,6 +81,7 @@ class ModerationTrainConfig:
     corpus_negatives: int = 4000  # corpus rows without a positive label to add
     corpus_positives: int = 1500  # at most this many positive rows per category (the thin ones have fewer)
     fragment_negatives: int = 4000  # benign 1-8 word prefixes (training/moderation_fragments.py), with the corpus
+    opener_rows: int = 0  # corpus rows behind an assistant's opener, labels kept (training/moderation_openers.py)
     ngram_full_corpus: bool = True  # the n-gram classifier (cheap) learns from every corpus train row
     dev_rows: int = 1500  # corpus dev rows to measure on (every positive kept; < 0: the whole split)
     encoder: str = "package"  # without a parent: "package" (all-MiniLM-L6-v2), "tiny" (tests) or "none"
@@ -298,6 +301,7 @@ def train_moderation(data_path: str | Path, out_dir: str | Path, config: Moderat
     categories = list(config.categories) or [*CATEGORIES, *seen]
     train_rows, held = split_rows(rows, config.eval_fraction, config.seed)
     fragments = fragment_rows(corpus_all, categories, config.fragment_negatives, config.seed) if config.corpus else []
+    fragments += opener_rows(corpus_all, categories, config.opener_rows, config.seed) if config.corpus else []
     train_all, dev_all = corpus_train + fragments + train_rows, corpus_dev + held
     norms = [normalize(r["text"]) for r in train_all]
     dev_norms = [normalize(r["text"]) for r in dev_all]

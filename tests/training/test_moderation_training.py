@@ -184,6 +184,27 @@ def test_fragments_are_benign_prefixes_and_never_cut_from_harmful_rows():
     assert any(r["text"].startswith("was late") for r in rows), "and windows from mid-text (its later checks)"
 
 
+def test_opener_rows_put_an_assistants_opener_before_harmful_and_harmless_rows_and_keep_their_labels():
+    from training.moderation_openers import OPENERS, opener_rows
+
+    harmful = {"text": "i will stab you and burn your house down tonight", "categories": {"violence": 1, "hate": None}}
+    benign = {"text": "the bus was late again so i walked to work in the rain", "categories": {"violence": 0, "hate": None}}
+    rows = opener_rows([harmful, benign] * 50, ["violence", "hate"], 90, seed=1)
+    assert len(rows) == 90
+    for row in rows:
+        opener = next(o for o in OPENERS if row["text"].startswith(o))
+        body = row["text"][len(opener):]
+        if body == harmful["text"]:
+            assert row["categories"] == {"violence": 1, "hate": None}, "the harm behind the opener keeps its label"
+        elif body == benign["text"]:
+            assert row["categories"] == {"violence": 0, "hate": None}
+        else:  # assistant-style prose: known harmless in every category
+            assert row["categories"] == {"violence": 0, "hate": 0}, row
+    bodies = [next(r["text"][len(o):] for o in OPENERS if r["text"].startswith(o)) for r in rows]
+    assert bodies.count(harmful["text"]) == 30 and bodies.count(benign["text"]) == 30, \
+        "two thirds are harmless, so the opener itself does not read as harm"
+
+
 def test_the_build_script_makes_a_fewer_layer_variant_elsewhere(tmp_path, monkeypatch):
     import training.moderation as stage
     from training import make_moderation_model as build
