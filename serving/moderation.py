@@ -4,9 +4,12 @@ The model itself (normalisation, the n-gram classifier, the encoder classifier, 
 ensemble and thresholds, the lexicon) is plain ML and lives in training/ (training/moderation_model.py);
 this module adds only what serving needs:
 
-- ``Moderator.check(text)`` normalises and scores under a deadline (``timeout_ms``) on a small thread
-  pool. If anything raises or the deadline passes, the result is flagged with ``failed_closed=True``
-  and the error: a broken moderator blocks the message instead of waving it through.
+- ``Moderator.check(text)`` normalises and scores under a deadline on a small thread pool: ``timeout_ms``
+  plus ``TIMEOUT_MS_PER_1K_CHARS`` per thousand characters, since the encoder reads a long text in
+  windows and its time grows with the text (about 80 ms per thousand characters on one core here: a
+  pasted page of 5,000 characters took 0.4 s and failed a flat 250 ms deadline). If anything raises
+  or the deadline passes, the result is flagged with ``failed_closed=True`` and the error: a broken
+  or stuck moderator blocks the message instead of waving it through.
 - ``extra_categories``: a project's own categories, each a list of keywords (matched as words on the
   normalised text) or ``re:``-prefixed regular expressions (matched on the normalised and on the raw
   text, case-insensitively).
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FOLDER = Path(__file__).resolve().parent / "moderation_model"
 CACHE_SIZE, CACHE_TEXT_CHARS = 4096, 2000  # remembered results (oldest dropped first), longest text remembered
+TIMEOUT_MS_PER_1K_CHARS = 150  # added to a check's deadline per thousand characters of its text
 
 
 @dataclass
@@ -101,12 +105,13 @@ class Moderator:
             if not self.timeout_ms or self.timeout_ms <= 0:
                 result = self._run(text)
             else:
+                deadline_ms = self.timeout_ms + TIMEOUT_MS_PER_1K_CHARS * len(text or "") / 1000
                 future = _POOL.submit(self._run, text)
                 try:
-                    result = future.result(timeout=self.timeout_ms / 1000)
+                    result = future.result(timeout=deadline_ms / 1000)
                 except concurrent.futures.TimeoutError:
                     future.cancel()
-                    return self._closed(f"moderation timed out after {self.timeout_ms:g} ms")
+                    return self._closed(f"moderation timed out after {deadline_ms:.0f} ms")
         except Exception as exc:  # any failure blocks the message
             return self._closed(f"moderation failed: {type(exc).__name__}: {exc}")
         if key:
@@ -146,7 +151,9 @@ def load_moderator(folder: str | Path | None = None, *, extra_categories: dict[s
     """
     model, _config = load_model(folder or DEFAULT_FOLDER)
     moderator = Moderator(model, extra_categories=dict(extra_categories or {}), timeout_ms=timeout_ms)
-    moderator._run("warm up the regexes, numpy and the encoder")
+    # on the deadline's pool: its thread set-up (the first one imports torch, ~2 s) must not be paid
+    # inside a user's first check, where it would time out and block a harmless message
+    _POOL.submit(moderator._run, "warm up the regexes, numpy and the encoder").result()
     return moderator
 
 

@@ -126,6 +126,26 @@ def test_classifier_timeout_fails_closed():
     assert time.perf_counter() - start < 0.9  # the caller is not held for the slow classifier
 
 
+class ReadsInWindows:
+    """Takes time in proportion to the text, as the encoder does (it reads a long text window by window)."""
+
+    categories = CATEGORIES
+
+    def scores(self, norm):
+        time.sleep(len(norm) * 0.00005)  # 0.3 s for 6,000 characters
+        return {c: 0.0 for c in CATEGORIES}
+
+
+def test_a_long_harmless_message_gets_a_deadline_that_grows_with_it_and_is_not_blocked():
+    page = "The garden needs water in the morning and some shade in the afternoon. " * 85  # ~6,000 characters
+    load_moderator()  # sets up the deadline's thread pool, as a server does when it loads its moderator
+    moderator = Moderator(ReadsInWindows(), timeout_ms=100)
+    result = moderator.check(page)
+    assert not result.flagged and not result.failed_closed, result.error  # a flat 100 ms would have blocked it
+    stuck = Moderator(Sleeping(), timeout_ms=100).check(page[:2000])  # 1 s against a deadline of 0.4 s
+    assert stuck.failed_closed and "timed out" in stuck.error, "a stuck classifier still fails closed"
+
+
 def test_swapping_in_a_broken_classifier_on_a_loaded_moderator_fails_closed():
     moderator = load_moderator(timeout_ms=2000)
     moderator.classifier = Exploding()
