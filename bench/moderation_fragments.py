@@ -37,12 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from serving.engine import GenerationParams  # noqa: E402
+from bench.moderation_hold_back import ANSWERS, streamed  # noqa: E402
 from serving.moderation import DEFAULT_FOLDER, Moderator  # noqa: E402
-from serving.pipeline import ModeratedReply  # noqa: E402
 from training.moderation_model import load_model  # noqa: E402
-
-ANSWERS = ROOT / "bench" / "moderation_fragments_answers.jsonl"
 
 STDLIB = ("argparse", "asyncio", "bisect", "calendar", "collections", "concurrent.futures", "contextlib", "copy",
           "csv", "dataclasses", "datetime", "decimal", "difflib", "email", "enum", "fractions", "functools",
@@ -134,22 +131,6 @@ def prefixes(text: str, max_words: int = 8) -> list[str]:
     return [" ".join(words[:n]) for n in range(1, min(max_words, len(words)) + 1)]
 
 
-class _Engine:
-    """Streams a fixed answer word by word (what ``ModeratedReply`` needs of an engine)."""
-
-    def __init__(self, answer: str) -> None:
-        self.answer = answer
-
-    def stream(self, messages, params):
-        return iter(re.findall(r"\S+\s*", self.answer))
-
-
-def streamed_templated(moderator: Moderator, answer: str) -> bool:
-    reply = ModeratedReply(messages=[{"role": "user", "content": "Please help."}], engine=_Engine(answer),
-                           params=GenerationParams(), moderator=moderator, template_for=lambda cats: "[template]")
-    return reply.run().template
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", default=str(DEFAULT_FOLDER))
@@ -167,7 +148,7 @@ def main() -> None:
         cut = sorted({p for t in texts for p in prefixes(t)})
         flagged = [(p, moderator._run(p)) for p in cut]
         flagged = [(p, r) for p, r in flagged if r.flagged]
-        templated = [t for t in texts if streamed_templated(moderator, t)]
+        templated = [t for t in texts if streamed(moderator, t)[0]]
         total_p, total_pf = total_p + len(cut), total_pf + len(flagged)
         total_s, total_sf = total_s + len(texts), total_sf + len(templated)
         print(f"{name:22s} prefixes flagged {len(flagged)}/{len(cut)} = {len(flagged) / max(1, len(cut)):.3f}   "

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from serving.engine import GenerationParams  # noqa: E402
 from serving.moderation import DEFAULT_FOLDER, Moderator  # noqa: E402
-from serving.pipeline import ModeratedReply  # noqa: E402
+from serving.pipeline import HOLD_BACK_CHARS, ModeratedReply  # noqa: E402
 from training.moderation_model import load_model  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "moderation-corpus" / "dev.jsonl.gz"
@@ -57,7 +57,7 @@ class _Words:
             yield word
 
 
-def streamed(moderator: Moderator, text: str, hold_back: int) -> tuple[bool, int, int | None]:
+def streamed(moderator: Moderator, text: str, hold_back: int = HOLD_BACK_CHARS) -> tuple[bool, int, int | None]:
     """(replaced, characters shown before the end or the template, characters generated at the first release)."""
     engine = _Words(text)
     reply = ModeratedReply(messages=[{"role": "user", "content": "Please help."}], engine=engine,
