@@ -21,6 +21,7 @@ Run: .venv/bin/python bench/chat_stream.py [--model DIR] [--prompts 6] [--max-to
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -86,7 +87,11 @@ def raw_generate(folder: Path, prompts: list[str], max_tokens: int) -> list[dict
 
 def setup_server(folder: Path, data_dir: Path, port: int, *, app: str = "config.asgi:application",
                  extra_env: dict | None = None) -> tuple[subprocess.Popen, str, str]:
-    env = {**os.environ, **(extra_env or {}), "TUNELOOP_EMBEDDED": "1", "TUNELOOP_DATA_DIR": str(data_dir),
+    """The bench's server: migrated, one user, project, deployment and API key. ``TUNELOOP_BENCH_SERVER_ENV``
+    (a JSON object) adds environment variables to the server alone, for A/B runs of its settings, e.g.
+    ``'{"OMP_WAIT_POLICY": "PASSIVE"}'``; the in-process peers keep the bench's own environment."""
+    env = {**os.environ, **(extra_env or {}), **json.loads(os.environ.get("TUNELOOP_BENCH_SERVER_ENV", "{}")),
+           "TUNELOOP_EMBEDDED": "1", "TUNELOOP_DATA_DIR": str(data_dir),
            "TUNELOOP_MODEL_STORE_DIR": str(folder.parent), "DJANGO_SETTINGS_MODULE": "config.settings",
            "TUNELOOP_CHAT_MAX_TOKENS": "4096",
            "TUNELOOP_GENERATIONS_PER_USER": "64"}  # every bench client shares one key

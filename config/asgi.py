@@ -1,13 +1,8 @@
-import os
-
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ["TUNELOOP_WEB_PROCESS"] = "1"  # settings: a connection pool here, not in forked Celery workers
-# Idle OpenMP threads sleep instead of spinning: a web process runs the chat engine's decoding next to
-# moderation and request threads, and spinning teams take the cores from the one doing the work (on 2
-# shared cores: 4-5x the CPU per answer token, first text 4.1 s -> 0.9 s). Read once, before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from config.web_process import prepare_web_process
+
+prepare_web_process()
 django.setup(set_prefix=False)  # what get_asgi_application() does, before our handler is imported
 
 from config.asgi_streaming import StreamingASGIHandler  # noqa: E402
