@@ -7,7 +7,7 @@ import os
 # (libgomp's default, 300,000 spins) takes the cores from the thread doing the work, one that never
 # spins (OMP_WAIT_POLICY=PASSIVE) pays a wake-up in each of a step's ~200 parallel regions. On 2 idle
 # cores, 8 streaming users (bench/chat_concurrency.py): PASSIVE 46-52 tokens/s, 10,000 spins 59-63,
-# 300,000 spins 53-60 with 1.4x the CPU per token at 1 user. Read once, before torch loads; an
+# 300,000 spins 53-60 with 1.6x the CPU per token at 1 user. Read once, before torch loads; an
 # OMP_WAIT_POLICY or GOMP_SPINCOUNT of your own wins.
 SPIN_COUNT = "10000"
 
