@@ -27,7 +27,7 @@ Targets (idle machine): 8 users >= 0.9x raw batch-8 tokens/s, TTFT p95 at 8 user
 ``--observe-output-moderation`` adds, printed apart and labelled, a second API pass on a bench-only
 server whose output moderation records its verdicts instead of acting on them
 (``bench/observe_output_moderation.py``): the pipeline's cost without the false-positive replacements,
-and how many answers would have been replaced. The headline stays the pass with moderation acting.
+and how many answers had a flagged check. The headline stays the pass with moderation acting.
 
 Run: .venv/bin/python bench/chat_concurrency.py [--model DIR] [--users 1,4,8,16] [--max-tokens 64]
      [--observe-output-moderation]
@@ -205,7 +205,7 @@ def identical(answers: list[str], solo: dict[str, str], prompts: list[str], skip
 def serve(args, sizes: list[int], *, observe: bool = False) -> tuple[dict, float]:
     """The API side for every N on a fresh server; ``observe``: the bench-only server whose output
     moderation records its verdicts instead of acting on them (``bench/observe_output_moderation.py``),
-    each N's result then says in ``would_replace`` how many of its answers a flag would have replaced."""
+    each N's result then says in ``would_replace`` how many of its answers had a flagged check."""
     with tempfile.TemporaryDirectory(prefix="tuneloop-bench-") as data_dir:
         log = Path(data_dir) / "observed-flags.log"
         log.touch()
@@ -285,7 +285,7 @@ def main() -> None:
         print("NOT THE HEADLINE: the same API with output moderation's verdicts recorded, not acted on "
               "(bench/observe_output_moderation.py; input moderation acts, every output check still runs)")
         print(f"{'users':>5} | {'API tok/s':>9} {'TTFT p50':>8} {'p95':>6} | {'API/raw':>7} | per CPU-s API/raw | "
-              f"identical to solo | would have been replaced")
+              f"identical to solo | flagged by a check")
         for n in sizes:
             raw, api = peer[n], observed[n]
             rate, raw_rate = api["tokens"] / api["wall"], raw["tokens"] / raw["wall"]

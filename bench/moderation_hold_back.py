@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from serving.engine import GenerationParams  # noqa: E402
 from serving.moderation import DEFAULT_FOLDER, Moderator  # noqa: E402
-from serving.pipeline import HOLD_BACK_CHARS, ModeratedReply  # noqa: E402
+from serving.pipeline import CONFIRM_WORDS, HOLD_BACK_CHARS, ModeratedReply  # noqa: E402
 from training.moderation_model import load_model  # noqa: E402
 
 DEV = ROOT.parent / "shared" / "moderation-corpus" / "dev.jsonl.gz"
@@ -57,12 +57,13 @@ class _Words:
             yield word
 
 
-def streamed(moderator: Moderator, text: str, hold_back: int = HOLD_BACK_CHARS) -> tuple[bool, int, int | None]:
+def streamed(moderator: Moderator, text: str, hold_back: int = HOLD_BACK_CHARS,
+             confirm_words: int = CONFIRM_WORDS) -> tuple[bool, int, int | None]:
     """(replaced, characters shown before the end or the template, characters generated at the first release)."""
     engine = _Words(text)
     reply = ModeratedReply(messages=[{"role": "user", "content": "Please help."}], engine=engine,
                            params=GenerationParams(), moderator=moderator, template_for=lambda cats: "[template]",
-                           hold_back=hold_back)
+                           hold_back=hold_back, confirm_words=confirm_words)
     shown, first = 0, None
     for kind, value in reply.events():
         if kind == "replace":
@@ -81,11 +82,11 @@ def harmful_texts(moderator: Moderator, limit: int) -> list[str]:
     return [t for t in harmful[:limit] if moderator._run(t).flagged]
 
 
-def report_harmful(moderator: Moderator, texts: list[str], hold_back: int, opener: bool) -> str:
+def report_harmful(moderator: Moderator, texts: list[str], hold_back: int, confirm_words: int, opener: bool) -> str:
     caught = shown_any = shown_chars = 0
     for i, text in enumerate(texts):
         prefix = OPENERS[i % len(OPENERS)] if opener else ""
-        replaced, shown, _ = streamed(moderator, prefix + text, hold_back)
+        replaced, shown, _ = streamed(moderator, prefix + text, hold_back, confirm_words)
         harmful_shown = max(0, shown - len(prefix))
         caught += replaced
         if replaced and harmful_shown:
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--folder", default=str(DEFAULT_FOLDER))
     parser.add_argument("--limit", type=int, default=600, help="harmful dev texts sampled (seed 0)")
     parser.add_argument("--hold-backs", default="1,6,12,24")
+    parser.add_argument("--confirm-words", default=str(CONFIRM_WORDS),
+                        help="comma-separated: a flag on a shorter window waits for this many words (0: never)")
     args = parser.parse_args()
     model, _ = load_model(args.folder)
     moderator = Moderator(model, timeout_ms=None)
@@ -109,19 +112,19 @@ def main() -> None:
     print(f"folder {args.folder}: {len(texts)} harmful dev texts the moderator flags whole (of {args.limit} sampled); "
           f"{len(answers)} benign base-model answers")
     for hold_back in [int(h) for h in args.hold_backs.split(",")]:
-        lags, templated = [], 0
-        for answer in answers:
-            replaced, _, first = streamed(moderator, answer, hold_back)
-            templated += replaced
-            if first is not None and not replaced:
-                lags.append(first)
-        lags.sort()
-        print(f"hold-back {hold_back:3d} chars")
-        print(f"   harmful as written       {report_harmful(moderator, texts, hold_back, opener=False)}")
-        print(f"   harmful after an opener  {report_harmful(moderator, texts, hold_back, opener=True)}")
-        print(f"   benign answers           lag before the first words median {statistics.median(lags):.0f} "
-              f"p95 {lags[int(0.95 * (len(lags) - 1))]} chars; templated {templated}/{len(answers)}")
-
+        for confirm in [int(c) for c in args.confirm_words.split(",")]:
+            lags, templated = [], 0
+            for answer in answers:
+                replaced, _, first = streamed(moderator, answer, hold_back, confirm)
+                templated += replaced
+                if first is not None and not replaced:
+                    lags.append(first)
+            lags.sort()
+            print(f"hold-back {hold_back:3d} chars, flags confirmed on {confirm} words")
+            print(f"   harmful as written       {report_harmful(moderator, texts, hold_back, confirm, opener=False)}")
+            print(f"   harmful after an opener  {report_harmful(moderator, texts, hold_back, confirm, opener=True)}")
+            print(f"   benign answers           lag before the first words median {statistics.median(lags):.0f} "
+                  f"p95 {lags[int(0.95 * (len(lags) - 1))]} max {lags[-1]} chars; templated {templated}/{len(answers)}")
 
 if __name__ == "__main__":
     main()

@@ -5,8 +5,9 @@ show what the serving pipeline itself costs when output moderation's false posit
 answers (which end rows early and replace them with a template) are taken out of the figure.
 Everything else is the production path: input moderation acts as always, and every output check
 still runs (its cost stays in the figure); a flagged verdict is only written, one line per answer
-that would have been replaced, to the file ``TUNELOOP_BENCH_OBSERVE_LOG`` names, and the answer
-streams on. The headline figures are the ones with moderation acting (``config.asgi``).
+with a flagged check, to the file ``TUNELOOP_BENCH_OBSERVE_LOG`` names, and the answer streams on. Such
+an answer is not always one the server would replace: a flag on an answer's first words is confirmed
+on a longer window first (serving/pipeline.py, ``confirm_words``), which this pass never reaches. The headline figures are the ones with moderation acting (``config.asgi``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _observed_events(self):
     finally:
         if recorder.flags:
             with _LOG_LOCK, open(LOG, "a") as log:
-                log.write(f"would have been replaced ({recorder.flags} flagged checks)\n")
+                log.write(f"flagged by a check ({recorder.flags} flagged checks)\n")
 
 
 pipeline.ModeratedReply.events = _observed_events

@@ -337,6 +337,9 @@ MODERATION_TIMEOUT_MS = env_float("TUNELOOP_MODERATION_TIMEOUT_MS", 250.0)
 # word. A larger window lets the classifier see more of a phrase before its first word shows, at the
 # cost of time to first token (bench/moderation_hold_back.py, docs/operations.md).
 MODERATION_HOLD_BACK_CHARS = env_int("TUNELOOP_MODERATION_HOLD_BACK_CHARS", 1)
+# A flag on a window of fewer words than this (an answer's first words) is confirmed on a window of this
+# many words before the answer is replaced; its text stays held back meanwhile. 0: the first flag replaces.
+MODERATION_CONFIRM_WORDS = env_int("TUNELOOP_MODERATION_CONFIRM_WORDS", 12)
 # Knowledge-base search (serving/knowledge/): the lexical half is BM25 in each process (`bm25`), or
 # PostgreSQL full-text search over a GIN index (`postgres`, at scale: nothing to build per process).
 KNOWLEDGE_LEXICAL = env_str("TUNELOOP_KNOWLEDGE_LEXICAL", "bm25")

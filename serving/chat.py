@@ -73,6 +73,7 @@ class ChatTurn:
             messages=messages, engine=with_evidence(engine, self.citations), params=params, moderator=moderator,
             template_for=lambda categories: template_text(project, categories),
             count_tokens=getattr(engine, "count_tokens", None), hold_back=settings.MODERATION_HOLD_BACK_CHARS,
+            confirm_words=settings.MODERATION_CONFIRM_WORDS,
         )
 
     # --- the three ways a turn begins

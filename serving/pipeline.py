@@ -24,9 +24,16 @@ reads only the new window of the answer: the text not yet released, plus ``conte
 before it so a phrase split by a release point is still read whole — the cost of a check does not
 grow with the answer. The first check runs as soon as a first word could be released (the first
 words show after a handful of tokens); later ones every ``check_every`` new characters, so text
-streams in word-sized pieces. On a flag the engine's iterator is closed (generation stops) and the
-reply ends with ``replace``. ``outcome`` then says what happened, for the caller to log; its token
-counts come from the engine (the templated prompt, the generated tokens) when it reports them.
+streams in word-sized pieces. A flag on a window shorter than ``confirm_words`` words (in practice an
+answer's first words: later windows carry their context) is confirmed first: nothing more is released,
+generation goes on, and the window is checked again once it holds ``confirm_words`` words (or the answer
+ends): still flagged, the answer is replaced; passing, the text is released. A classifier reads three to
+eight words far less reliably than a sentence ("To kill a stuck process", "Daddy, I'm just a little kid"
+flag alone and pass in their sentence), and no character is shown before a passing check read it either
+way (docs/operations.md, "Output moderation of streamed answers"). On a confirmed flag the engine's
+iterator is closed (generation stops) and the reply ends with ``replace``. ``outcome`` then says what
+happened, for the caller to log; its token counts come from the engine (the templated prompt, the
+generated tokens) when it reports them.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ HOLD_BACK_CHARS = 1  # the last whole word waits until a check has also read the
 CHECK_EVERY_CHARS = 12
 CONTEXT_CHARS = 96  # released text re-read before the new window
 LONG_RUN_CHARS = 32  # text without a word break is released in pieces of this size
+CONFIRM_WORDS = 12  # a flag on a shorter window is confirmed on a window of this many words (see below)
 
 
 @dataclass
@@ -84,7 +92,7 @@ class ModeratedReply:
     def __init__(self, *, messages: list[dict], engine, params: GenerationParams, moderator,
                  template_for: Callable[[list[str]], str], hold_back: int = HOLD_BACK_CHARS,
                  check_every: int = CHECK_EVERY_CHARS, context: int = CONTEXT_CHARS,
-                 count_tokens: Callable[[str], int] | None = None) -> None:
+                 confirm_words: int = CONFIRM_WORDS, count_tokens: Callable[[str], int] | None = None) -> None:
         self.messages = messages
         self.engine = engine
         self.params = params
@@ -93,6 +101,7 @@ class ModeratedReply:
         self.hold_back = hold_back
         self.check_every = check_every
         self.context = context
+        self.confirm_words = confirm_words
         self.count_tokens = count_tokens
         self.outcome = Outcome()
         self.started = False
@@ -148,17 +157,25 @@ class ModeratedReply:
         if self.pieces is None:
             yield "delta", self.outcome.text
             return
-        generated, released, checked = "", 0, 0
+        generated, released, checked, confirming = "", 0, 0, False
         pieces = self.pieces
         try:
             for piece in pieces:
                 generated += piece.replace("\x00", "")  # never stored by PostgreSQL, never useful to show
                 whole = _whole_words(generated)
-                due = whole - checked >= self.check_every or (not released and whole > checked)
-                if not due or _word_end(generated, released, whole - self.hold_back) is None:
-                    continue
-                result = self.moderator.check(self._window(generated, released, whole))
+                if not confirming:
+                    due = whole - checked >= self.check_every or (not released and whole > checked)
+                    if not due or _word_end(generated, released, whole - self.hold_back) is None:
+                        continue
+                elif not self._confirms(self._window(generated, released, whole)):
+                    continue  # a flag on a short window waits, its text held back, for the words that confirm it
+                window = self._window(generated, released, whole)
+                result = self.moderator.check(window)
                 checked = whole
+                if result.flagged and not confirming and not self._confirms(window):
+                    confirming = True
+                    continue
+                confirming = False
                 if result.flagged:
                     self.outcome.model_text = generated
                     self._count(pieces, generated)
@@ -174,7 +191,7 @@ class ModeratedReply:
                 close()
         self.outcome.model_text = generated
         self._count(pieces, generated)
-        if checked < len(generated) or not generated:
+        if checked < len(generated) or not generated or confirming:
             result = self.moderator.check(self._window(generated, released, len(generated)))
             if result.flagged:
                 yield "replace", self._template(result, "output")
@@ -182,6 +199,11 @@ class ModeratedReply:
         if len(generated) > released:
             yield "delta", generated[released:]
         self.outcome.text = generated
+
+    def _confirms(self, window: str) -> bool:
+        """Whether a window is long enough to confirm a flag: ``confirm_words`` words, or 8 characters a
+        word of text written without spaces (which would otherwise wait for the end of the answer)."""
+        return len(window.split()) >= self.confirm_words or len(window) >= 8 * self.confirm_words
 
     def _window(self, generated: str, released: int, end: int) -> str:
         """What a check reads: the unreleased text up to ``end`` and the released words just before it."""

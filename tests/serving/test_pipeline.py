@@ -3,8 +3,8 @@
 import pytest
 
 from serving.engine import GenerationParams, StopScanner
-from serving.moderation import Moderator, load_moderator
-from serving.pipeline import ModeratedReply
+from serving.moderation import ModerationResult, Moderator, load_moderator
+from serving.pipeline import CONFIRM_WORDS, ModeratedReply
 from tests.serving.fakes import ScriptedEngine
 
 BENIGN = "Photosynthesis is how plants turn light, water and carbon dioxide into sugar and oxygen."
@@ -107,6 +107,58 @@ def test_a_flagged_phrase_late_in_a_long_answer_is_never_released(moderator):
     assert events[-1][0] == "replace" and r.outcome.direction == "output"
     assert engine.closed == 1, "generation stops as soon as the answer is flagged"
     assert "kill you" in r.outcome.model_text, "the model's text is kept for the reviewers"
+
+
+class ShortSighted:
+    """A moderator that misreads a short window: "little kid" alone looks like harm, in a sentence it does not.
+    ``log`` records each check and its verdict, in order, next to what the test saw released."""
+
+    def __init__(self, harmful: str = "kill", misread: str = "little kid", words: int = 10) -> None:
+        self.harmful, self.misread, self.words, self.log = harmful, misread, words, []
+
+    def check(self, text: str) -> ModerationResult:
+        flagged = self.harmful in text or (self.misread in text and len(text.split()) < self.words)
+        self.log.append(("check", len(text.split()), flagged))
+        return ModerationResult(flagged=flagged, categories={"violence": flagged}, scores={"violence": float(flagged)})
+
+
+def logged(moderator, r) -> list[tuple]:
+    for kind, text in r.events():
+        moderator.log.append((kind, text))
+    return moderator.log
+
+
+def test_a_flag_on_a_short_window_is_confirmed_on_a_longer_one_before_the_answer_is_replaced():
+    answer = "Daddy, I'm just a little kid, I'm not sure what photosynthesis is, but I'll tell you what it is."
+    moderator = ShortSighted()
+    r = reply(moderator, ScriptedEngine(answer, piece=4))
+    log = logged(moderator, r)
+    assert shown(e for e in log if e[0] != "check") == answer and not r.outcome.template
+    flag = log.index(next(e for e in log if e[0] == "check" and e[2]))
+    held = next(i for i, e in enumerate(log) if e[0] == "delta" and i > flag)
+    assert "little" not in "".join(e[1] for e in log[:flag] if e[0] == "delta")
+    confirm = [e for e in log[flag + 1:held] if e[0] == "check"]
+    assert confirm and not confirm[-1][2] and confirm[-1][1] >= CONFIRM_WORDS, \
+        f"after the flag nothing shows until a window of {CONFIRM_WORDS} words passed: {log}"
+
+
+@pytest.mark.parametrize("answer", [
+    "You little kid, I will kill you and everyone you love, slowly, tonight, I promise you that.",
+    "You little kid, I will kill you.",  # ends before a window is long enough to confirm: read whole
+])
+def test_a_flag_that_the_longer_window_confirms_replaces_the_answer_before_the_flagged_words_show(answer):
+    moderator, engine = ShortSighted(), ScriptedEngine(answer, piece=4)
+    events = list(reply(moderator, engine).events())
+    released = "".join(text for kind, text in events if kind == "delta")
+    assert events[-1][0] == "replace" and released in ("", "You "), f"no flagged word shows: {events}"
+    assert engine.closed == 1
+
+
+def test_with_confirmation_off_the_first_flag_replaces_the_answer():
+    answer = "Daddy, I'm just a little kid, I'm not sure what photosynthesis is, but I'll tell you what it is."
+    events = list(reply(ShortSighted(), ScriptedEngine(answer, piece=4), confirm_words=0).events())
+    released = "".join(text for kind, text in events if kind == "delta")
+    assert events[-1][0] == "replace" and "little" not in released
 
 
 class Broken:
