@@ -18,7 +18,10 @@ hold-backs and prints, per hold-back:
   (bench/moderation_fragments_answers.jsonl): ``lag``, the characters generated before the first
   words are shown (median, p95; about 4 characters per token of SmolLM2), and the share templated.
 
-Run: .venv/bin/python bench/moderation_hold_back.py [--limit 600] [--hold-backs 1,6,12,24]
+Each hold-back is run at each ``--confirm-words`` (a flag on an answer's first, shorter window is
+confirmed on a window of that many words before the template replaces it; 0: the first flag replaces).
+
+Run: .venv/bin/python bench/moderation_hold_back.py [--limit 600] [--hold-backs 1,6,12,24] [--confirm-words 0,12]
 """
 
 from __future__ import annotations
@@ -125,6 +128,7 @@ def main() -> None:
             print(f"   harmful after an opener  {report_harmful(moderator, texts, hold_back, confirm, opener=True)}")
             print(f"   benign answers           lag before the first words median {statistics.median(lags):.0f} "
                   f"p95 {lags[int(0.95 * (len(lags) - 1))]} max {lags[-1]} chars; templated {templated}/{len(answers)}")
+
 
 if __name__ == "__main__":
     main()

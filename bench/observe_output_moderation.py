@@ -7,7 +7,8 @@ Everything else is the production path: input moderation acts as always, and eve
 still runs (its cost stays in the figure); a flagged verdict is only written, one line per answer
 with a flagged check, to the file ``TUNELOOP_BENCH_OBSERVE_LOG`` names, and the answer streams on. Such
 an answer is not always one the server would replace: a flag on an answer's first words is confirmed
-on a longer window first (serving/pipeline.py, ``confirm_words``), which this pass never reaches. The headline figures are the ones with moderation acting (``config.asgi``).
+on a longer window first (serving/pipeline.py, ``confirm_words``), which this pass never reaches. The
+headline figures are the ones with moderation acting (``config.asgi``).
 """
 
 from __future__ import annotations
