@@ -9,7 +9,9 @@ base weights plus the folder's own tensors), quantised, and written to a cache f
 every weight and of the library versions, so a retrained head or adapter, or a new onnxruntime, gets a
 new file. The cache lives under ``TUNELOOP_MODERATION_CACHE`` or ``$TUNELOOP_DATA_DIR/cache/moderation``
 (the data dir the server already owns); files are written to a temporary name and renamed, so two
-processes building at once never read a half-written file.
+processes building at once never read a half-written file. Each retrained version adds a file (~17 MB
+for the shipped encoder): loading one refreshes its modification time, and building a new one removes
+the files no process has loaded for ``STALE_DAYS`` days.
 
 The graph takes ``input_ids`` and ``attention_mask`` (int64, windows x tokens) and returns the windows'
 mean-pooled vectors; the classification head stays outside (a 384 x C matmul in numpy), so a head
@@ -23,6 +25,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -35,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # ran this 384-wide encoder ~10 % slower than the two ops it replaces (1 thread, 128 tokens:
 # bench/moderation_latency.py --compare); the outputs differ only by float rounding.
 DISABLED_FUSIONS = ("SkipLayerNormFusion",)
+STALE_DAYS = 30  # an encoder file no process loaded for this long is removed when another is built
 
 
 def available() -> bool:
@@ -151,15 +155,36 @@ def build(model: torch.nn.Module, path: Path, quantize: str, attention: str = "e
         os.replace(final, path)
 
 
+def prune_stale(directory: Path, *, keep: Path, days: float = STALE_DAYS) -> list[Path]:
+    """Remove the encoder files of ``directory`` that no process has loaded for ``days`` (loading refreshes
+    a file's modification time), never ``keep``; returns the files removed. A file another process removed
+    first, or one that cannot be removed, is skipped: pruning only saves disk."""
+    cutoff = time.time() - days * 86400
+    removed = []
+    for path in directory.glob("encoder-*.onnx"):
+        try:
+            if path != keep and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
 class OnnxEncoder:
     """Pooled vectors of token windows through an ONNX Runtime session (numpy in, numpy out)."""
 
     def __init__(self, model: torch.nn.Module, quantize: str, *, threads: int = 1, attention: str = "eager") -> None:
         key = weights_key(model, quantize, attention)
         self.path = cache_dir() / f"encoder-{key}.onnx"
-        if not self.path.is_file():
+        if self.path.is_file():
+            with contextlib.suppress(OSError):  # a read-only cache: nothing to prune there either
+                os.utime(self.path)  # in use: what ``prune_stale`` goes by
+        else:
             log.info("building the moderation encoder's ONNX file %s (once per weights)", self.path)
             build(model, self.path, quantize, attention)
+            for old in prune_stale(self.path.parent, keep=self.path):
+                log.info("removed the moderation encoder file %s (not loaded for %d days)", old, STALE_DAYS)
         self.set_threads(threads)
 
     def set_threads(self, threads: int) -> None:

@@ -40,14 +40,38 @@ def test_the_onnx_file_is_built_once_per_weights(tmp_path, monkeypatch):
     first.logits(TEXTS[0])
     built = sorted(tmp_path.glob("*.onnx"))
     assert len(built) == 1
-    stamp = built[0].stat().st_mtime_ns
+    inode = built[0].stat().st_ino
 
     again = classifier("onnx")
     again.logits(TEXTS[0])
-    assert sorted(tmp_path.glob("*.onnx")) == built and built[0].stat().st_mtime_ns == stamp
+    assert sorted(tmp_path.glob("*.onnx")) == built and built[0].stat().st_ino == inode, "not rebuilt"
 
     classifier("onnx", seed=1).logits(TEXTS[0])  # other weights (a fine-tuned encoder): another file
     assert len(list(tmp_path.glob("*.onnx"))) == 2
+
+
+def test_building_a_new_file_removes_the_ones_nobody_loaded_for_a_month(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from training.moderation_onnx import STALE_DAYS
+
+    monkeypatch.setenv("TUNELOOP_MODERATION_CACHE", str(tmp_path))
+    day = 86400
+    classifier("onnx").logits(TEXTS[0])  # built at the first check
+    in_use_file = next(tmp_path.glob("encoder-*.onnx"))
+    old, recent, other = tmp_path / "encoder-old.onnx", tmp_path / "encoder-recent.onnx", tmp_path / "notes.txt"
+    for path, age in ((old, STALE_DAYS + 10), (recent, STALE_DAYS - 5), (other, STALE_DAYS + 10), (in_use_file, 40)):
+        path.touch()
+        os.utime(path, (time.time() - age * day,) * 2)
+    classifier("onnx").logits(TEXTS[0])  # the same weights, loaded again: its file counts as in use from now
+    assert in_use_file.stat().st_mtime > time.time() - day
+
+    classifier("onnx", seed=1).logits(TEXTS[0])  # other weights: a new file, and the stale ones go
+    names = {p.name for p in tmp_path.iterdir()}
+    assert "encoder-old.onnx" not in names
+    assert {"encoder-recent.onnx", "notes.txt", in_use_file.name} <= names
+    assert len(list(tmp_path.glob("encoder-*.onnx"))) == 3
 
 
 def test_the_first_int8_export_keeps_the_quantiser_out_of_the_log(tmp_path, monkeypatch, caplog):
