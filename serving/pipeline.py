@@ -163,13 +163,15 @@ class ModeratedReply:
             for piece in pieces:
                 generated += piece.replace("\x00", "")  # never stored by PostgreSQL, never useful to show
                 whole = _whole_words(generated)
-                if not confirming:
+                if confirming:
+                    window = self._window(generated, released, whole)
+                    if not self._confirms(window):
+                        continue  # a flag on a short window waits, its text held back, for the words that confirm it
+                else:
                     due = whole - checked >= self.check_every or (not released and whole > checked)
                     if not due or _word_end(generated, released, whole - self.hold_back) is None:
                         continue
-                elif not self._confirms(self._window(generated, released, whole)):
-                    continue  # a flag on a short window waits, its text held back, for the words that confirm it
-                window = self._window(generated, released, whole)
+                    window = self._window(generated, released, whole)
                 result = self.moderator.check(window)
                 checked = whole
                 if result.flagged and not confirming and not self._confirms(window):
