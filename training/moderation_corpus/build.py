@@ -150,12 +150,21 @@ def toxigen():
 def hatecheck():
     repo, path = "paul-rottger/hatecheck-data", "test_suite_cases.csv"
     s = src(repo, path)
-    for r in csv.DictReader(io.StringIO(show(repo, path))):
+    cases = list(csv.DictReader(io.StringIO(show(repo, path))))
+    functionality = {r["case_id"]: r["functionality"] for r in cases}
+    for r in cases:
         f, t = r["functionality"], clean(r["test_case"])
         aux = {"hatecheck_functionality": f, "label_gold": r["label_gold"]}
+        # phrase_*, ref_subs_* and spell_* cases rewrite another case (ref_case_id): a rewritten threat
+        # ("I think that Muslims should all be killed.", "D3ath to all immigrants.") is still a threat
+        base = functionality.get(str(int(float(r["ref_case_id"]))) if r["ref_case_id"] else "", f)
+        if base != f:
+            aux["hatecheck_ref_functionality"] = base
         if r["label_gold"] == "hateful":
             if f in ("threat_dir_h", "threat_norm_h"):
                 yield row(t, C(hate=1, hate_threatening=1, violence=1), s, aux)
+            elif base in ("threat_dir_h", "threat_norm_h"):  # violence left unsaid, see PROVENANCE.md
+                yield row(t, C(hate=1, hate_threatening=1), s, aux)
             else:
                 yield row(t, C(hate=1, hate_threatening=0), s, aux)
         else:
