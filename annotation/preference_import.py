@@ -33,7 +33,7 @@ from typing import IO
 from django.db import IntegrityError
 
 from annotation.errors import AnnotationError
-from annotation.imports import (
+from annotation.import_reading import (
     CHUNK,
     FIELD_MESSAGE,
     ImportReport,
