@@ -157,7 +157,7 @@ def hatecheck():
         aux = {"hatecheck_functionality": f, "label_gold": r["label_gold"]}
         # phrase_*, ref_subs_* and spell_* cases rewrite another case (ref_case_id): a rewritten threat
         # ("I think that Muslims should all be killed.", "D3ath to all immigrants.") is still a threat
-        base = functionality.get(str(int(float(r["ref_case_id"]))) if r["ref_case_id"] else "", f)
+        base = functionality.get(r["ref_case_id"], f)  # ids are integers written plainly; "" when none
         if base != f:
             aux["hatecheck_ref_functionality"] = base
         if r["label_gold"] == "hateful":
