@@ -82,7 +82,7 @@ def pairs_of(row: dict) -> list[dict]:
 
 
 def run_ours(model_dir: Path, data: Path, out: Path, args) -> dict:
-    config = RewardConfig(epochs=1, batch_size=8, micro_batch_size=8, learning_rate=1e-5, warmup_ratio=0.0,
+    config = RewardConfig(backbone="trained", epochs=1, batch_size=8, micro_batch_size=8, learning_rate=1e-5, warmup_ratio=0.0,
                           eval_fraction=0.0, max_length=1024, checkpoint_every=0, seed=0)
     result = train_reward(model_dir, data, out, config)
     return {**result, "cpu_seconds": result["train_cpu_seconds"]}

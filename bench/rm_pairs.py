@@ -8,7 +8,8 @@ steps in both, at each ``--max-length`` (default 256 and 512), from the same mod
   clicking "train reward model" (only ``max_length`` and the step count are set; the held-out split and
   evaluation are off because they are not part of the training loop's time). Each pair is one packed
   row, the prompt encoded once and both answers on it; a prompt too long is cut from the left, so no
-  pair is dropped. With the default ``train_layers`` only the top layers learn.
+  pair is dropped. The default backbone is frozen: each pair is read once (forward only) and the score
+  head is fit on the answers' states (``training.reward_head``); its time is that read plus the fit.
 - TRL: ``RewardTrainer`` encodes prompt+chosen and prompt+rejected as two sequences, trains every layer,
   and drops every pair in which either is longer than ``max_length`` (its dataset filter): the bench
   reports how many.
@@ -28,8 +29,9 @@ uses any causal-LM folder; without either a random Llama of ``--preset`` (no dow
 slow on a 2-core CPU: keep ``--pairs`` small there (32: four steps).
 
 Both ratios are printed: pairs/s by the loop's wall time, and by the process's CPU time (steadier on a
-shared machine), with the load average. ``--train-layers N`` adds a run of ours with ``train_layers`` N
-(0: every layer learns, as TRL).
+shared machine), with the load average. ``--train-layers N`` adds a run of ours fine-tuned
+(``backbone: trained``) with ``train_layers`` N (8: the fine-tuned recipe's default; 0: every layer
+learns, as TRL).
 
 Run (idle, about 4-5 minutes): OMP_NUM_THREADS=2 .venv/bin/python bench/rm_pairs.py --real-base --pairs 24 \
     [--data var/hh/harmless-base-test.jsonl.gz] [--train-layers 0]
@@ -92,11 +94,11 @@ def pair_tokens(tokenizer, pairs: list[dict], max_length: int) -> tuple[list[int
 
 
 def run_ours(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int, train_layers: int | None = None) -> dict:
-    """Our defaults (``train_layers`` None), or the defaults with that ``train_layers``."""
+    """Our defaults (``train_layers`` None: the frozen backbone), or fine-tuning with that ``train_layers``."""
     data = tmp / "rankings.jsonl"
     data.write_text("".join(json.dumps({"prompt": p["prompt"], "completions": [p["chosen"], p["rejected"]],
                                         "ranks": [0, 1]}) + "\n" for p in pairs))
-    extra = {} if train_layers is None else {"train_layers": train_layers}
+    extra = {} if train_layers is None else {"backbone": "trained", "train_layers": train_layers}
     config = RewardConfig(max_steps=-(-len(pairs) // BATCH), eval_fraction=0.0, eval_initial=False,
                           max_length=max_length, checkpoint_every=0, **extra)
     if config.batch_size != BATCH:
@@ -104,7 +106,8 @@ def run_ours(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int, tra
     result = train_reward(model_dir, data, tmp / f"ours-{max_length}-{train_layers}", config)
     return {"seconds": result["train_seconds"], "cpu_seconds": result["train_cpu_seconds"],
             "pairs": result["pairs_train"], "computed_tokens_per_second": result["tokens_per_second"],
-            "truncated_sequences": result["truncated_sequences"], "train_layers": config.train_layers}
+            "truncated_sequences": result["truncated_sequences"],
+            "recipe": "frozen" if config.backbone == "frozen" else f"trained, train_layers {config.train_layers}"}
 
 
 def run_trl(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int) -> dict:
@@ -159,7 +162,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--max-length", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--train-layers", type=int, default=None,
-                        help="also run ours with train_layers N (0: every layer learns, as TRL does)")
+                        help="also run ours fine-tuned with train_layers N (0: every layer learns, as TRL does)")
     parser.add_argument("--data", type=Path, help="a local preference file (JSONL or .jsonl.gz, e.g. HH) instead "
                                                   "of generated pairs")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -186,8 +189,8 @@ def main() -> None:
         figures = {"device": device, "model": model_name, "pairs": len(pairs), "pairs_source": source,
                    "multi_turn_pairs": multi_turn, "batch": BATCH, "ours_defaults": asdict(RewardConfig()), "runs": []}
         print(f"device: {figures['device']}; model: {figures['model']}; {len(pairs)} pairs ({source}, "
-              f"{multi_turn} with earlier turns), ours with its defaults (train_layers "
-              f"{RewardConfig().train_layers}), "
+              f"{multi_turn} with earlier turns), ours with its defaults (backbone "
+              f"{RewardConfig().backbone}), "
               f"{BATCH} per step; load average {load()} (wall-clock ratios need an idle machine; the CPU-time "
               f"ratio holds up better on a busy one)")
         for max_length in args.max_length:
@@ -198,7 +201,7 @@ def main() -> None:
             trl_tokens = trl["pair_tokens"]
             run = {
                 "max_length": max_length, "pairs_over_max_length": sum(c < w for c, w in zip(cut, whole, strict=True)),
-                "ours_pairs": ours["pairs"], "ours_train_layers": ours["train_layers"], "trl_pairs_kept": trl["pairs"], "trl_pairs_dropped": len(pairs) - trl["pairs"],
+                "ours_pairs": ours["pairs"], "ours_recipe": ours["recipe"], "trl_pairs_kept": trl["pairs"], "trl_pairs_dropped": len(pairs) - trl["pairs"],
                 "ours_seconds": ours["seconds"], "trl_seconds": trl["seconds"],
                 "ours_pairs_per_second": ours["pairs"] / ours["seconds"],
                 "trl_pairs_per_second": trl["pairs"] / trl["seconds"] if trl["seconds"] else 0.0,
@@ -223,14 +226,14 @@ def main() -> None:
             figures["runs"].append(run)
             print(f"max_length {max_length}: {run['pairs_over_max_length']} of {len(pairs)} pairs longer "
                   f"(ours cuts their prompts; TRL drops {run['trl_pairs_dropped']})")
-            print(f"  ours (defaults, train_layers {ours['train_layers']}): {run['ours_pairs_per_second']:7.2f} pairs/s {run['ours_pair_tokens_per_second']:8.0f}"
+            print(f"  ours (defaults, {ours['recipe']}): {run['ours_pairs_per_second']:7.2f} pairs/s {run['ours_pair_tokens_per_second']:8.0f}"
                   f" pair tokens/s  ({ours['pairs']} pairs, {ours['seconds']:.1f} s loop, {ours['cpu_seconds']:.1f} s CPU)")
             print(f"  TRL:           {run['trl_pairs_per_second']:7.2f} pairs/s {run['trl_pair_tokens_per_second']:8.0f}"
                   f" pair tokens/s  ({trl['pairs']} pairs, {trl['seconds']:.1f} s loop, {trl['cpu_seconds']:.1f} s CPU)")
             print(f"  ratio ours/TRL: {run['ratio_pairs_per_second']:.2f}x pairs/s by loop wall time, "
                   f"{run['ratio_pairs_per_cpu_second']:.2f}x by process CPU time; load average {run['load_average']}")
             if top:
-                print(f"  ours, train_layers {args.train_layers}: {top['pairs'] / top['seconds']:7.2f} pairs/s "
+                print(f"  ours fine-tuned, train_layers {args.train_layers}: {top['pairs'] / top['seconds']:7.2f} pairs/s "
                       f"({top['seconds']:.1f} s loop, {top['cpu_seconds']:.1f} s CPU): "
                       f"{run['ratio_top_pairs_per_second']:.2f}x TRL by wall time, "
                       f"{run['ratio_top_pairs_per_cpu_second']:.2f}x by CPU time")

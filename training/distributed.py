@@ -69,6 +69,15 @@ def all_reduce_sum(values: list[float]) -> list[float]:
     return tensor.cpu().tolist()
 
 
+def all_reduce_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over all processes (itself in one process), returned on the CPU."""
+    if not is_distributed():
+        return tensor
+    moved = tensor.to(_collective_device())
+    dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+    return moved.cpu()
+
+
 def barrier() -> None:
     if is_distributed():
         dist.barrier()

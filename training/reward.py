@@ -57,7 +57,9 @@ from training.reward_data import (
     read_rankings,
     split_by_prompt,
 )
+from training.reward_head import train_frozen
 from training.reward_scoring import (
+    POOLINGS,
     load_reward_model,
     packed_scores,
     pairwise_accuracy,
@@ -71,6 +73,12 @@ __all__ = [  # the scoring helpers stay importable from here (PPO, the demo loop
     "RewardConfig", "grouped_ranking_loss", "load_reward_model", "lr_at", "packed_scores", "pairwise_accuracy",
     "ranking_scores", "score_sequences", "score_texts", "sequence_scores", "train_reward",
 ]
+
+
+FINE_TUNING_ONLY = {"epochs", "max_steps", "batch_size", "micro_batch_size", "learning_rate", "warmup_ratio",
+                    "min_lr_ratio", "weight_decay", "grad_clip", "lora", "lora_r", "lora_alpha", "lora_dropout",
+                    "lora_target_modules", "train_layers"}
+FROZEN_ONLY = {"head_l2", "head_folds"}
 
 
 @dataclass
@@ -96,7 +104,24 @@ class RewardConfig:
     lora_dropout: float = 0.0
     lora_target_modules: str = "all-linear"  # or comma-separated module names
     train_layers: int = 8  # > 0: only the top N transformer layers, the final norm and the head learn (LoRA: get adapters); 0: all
+    pooling: str = "answer_mean"  # the head's mean over the answer's tokens, or "last": at its last token (reward_scoring)
+    backbone: str = "frozen"  # frozen: read each answer once, fit the head (reward_head); trained: SGD on the top train_layers
+    head_l2: float = 0.0  # frozen: the head's L2 penalty (standardised units); 0: chosen by cross-validation
+    head_folds: int = 5  # frozen: folds (by prompt) of that cross-validation
     seed: int = 0
+
+    @classmethod
+    def check_given(cls, values: dict) -> None:
+        """Refuse keys that the chosen backbone would ignore (set to other than their default), naming them;
+        ``stage_configs.config_build`` calls this with a run's keys."""
+        frozen = values.get("backbone", cls.backbone) == "frozen"
+        defaults = {f.name: f.default for f in fields(cls)}  # a whole config (asdict) carries the others' defaults
+        stray = sorted(k for k in set(values) & (FINE_TUNING_ONLY if frozen else FROZEN_ONLY) if values[k] != defaults[k])
+        if stray and frozen:
+            raise ValueError(f"{', '.join(stray)} only apply when the base is fine-tuned: add \"backbone\": \"trained\" "
+                             "(the default, frozen, reads each answer once and fits only the score head)")
+        if stray:
+            raise ValueError(f"{', '.join(stray)} only apply to the frozen backbone, not \"backbone\": \"trained\"")
 
     @classmethod
     def from_dict(cls, values: dict) -> RewardConfig:
@@ -104,6 +129,7 @@ class RewardConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown reward-model setting(s): {', '.join(unknown)}")
+        cls.check_given(values)
         return cls(**values)
 
     def __post_init__(self) -> None:
@@ -115,6 +141,12 @@ class RewardConfig:
             raise ValueError("max_length must be >= 8")
         if self.train_layers < 0:
             raise ValueError("train_layers must be >= 0 (0: every layer learns)")
+        if self.backbone not in ("frozen", "trained"):
+            raise ValueError(f"backbone must be frozen or trained, not {self.backbone!r}")
+        if self.head_l2 < 0 or self.head_folds < 2:
+            raise ValueError("head_l2 must be >= 0 and head_folds >= 2")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
 
 
 def grouped_ranking_loss(scores: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
@@ -155,6 +187,7 @@ def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, pad_token_id=pad_id,
                                                                dtype=torch.float32)
     model.config.pad_token_id = pad_id
+    model.config.reward_pooling = config.pooling  # saved in config.json: scoring reads the score the same way
     top = _top_layers(model, config.train_layers)
     if config.lora:
         from peft import LoraConfig, PeftModel, get_peft_model
@@ -280,11 +313,30 @@ def train_reward(
         raise ValueError(f"{data_path} has no training ranking with two completions of different rank")
 
     reporter.phase("loading model")
-    model, tokenizer = _load(Path(parent_dir), resume_from, config)
+    # a frozen run's checkpoints hold the answers' states read so far, not weights (reward_head)
+    model, tokenizer = _load(Path(parent_dir), resume_from if config.backbone == "trained" else None, config)
     model.to(device)
     pad_id = tokenizer.pad_token_id
     train_enc, train_stats = encode_rankings(tokenizer, reporter.counted("tokenizing rankings", train_set), config.max_length)
     eval_enc, eval_stats = encode_rankings(tokenizer, eval_set, config.max_length)
+    data = {
+        "pairs_train": count_pairs(train_set),
+        "pairs_eval": count_pairs(eval_set),
+        "rankings_train": len(train_set),
+        "rankings_eval": len(eval_set),
+        "prompts_train": len({r.group for r in train_set}),
+        "prompts_eval": len({r.group for r in eval_set}),
+        "truncated_sequences": train_stats.truncated + eval_stats.truncated,
+        "truncated_answers": train_stats.answer_truncated + eval_stats.answer_truncated,
+        "longest_sequence": max(train_stats.longest, eval_stats.longest),
+        "lora": config.lora,
+    }
+    if config.backbone == "frozen":
+        result = train_frozen(model, tokenizer, train_set, train_enc, eval_enc, config, reporter, device=device,
+                              out_dir=out_dir, resume_from=resume_from, checkpoint_dir=checkpoint_dir,
+                              save_final=_save_final)
+        barrier()
+        return {**result, **data, "seconds": time.time() - started}
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay,
                                   fused=device.type in ("cpu", "cuda"))  # one kernel per step, as TRL's default
@@ -374,15 +426,6 @@ def train_reward(
         "eval_accuracy_initial": history["eval_accuracy_initial"],
         "accuracy_by_epoch": accuracy_by_epoch,
         "train_loss": sum(last_epoch) / len(last_epoch) if last_epoch else None,
-        "pairs_train": count_pairs(train_set),
-        "pairs_eval": count_pairs(eval_set),
-        "rankings_train": len(train_set),
-        "rankings_eval": len(eval_set),
-        "prompts_train": len({r.group for r in train_set}),
-        "prompts_eval": len({r.group for r in eval_set}),
-        "truncated_sequences": train_stats.truncated + eval_stats.truncated,
-        "truncated_answers": train_stats.answer_truncated + eval_stats.answer_truncated,
-        "longest_sequence": max(train_stats.longest, eval_stats.longest),
         "steps": total_steps,
         "resumed_from_step": start_step,
         "world_size": size,
@@ -395,5 +438,6 @@ def train_reward(
         "sequences_per_second": done_sequences / train_seconds if train_seconds else 0.0,
         "tokens_per_second": done_tokens / train_seconds if train_seconds else 0.0,
         "seconds": time.time() - started,
-        "lora": config.lora,
+        "backbone": "trained",
+        **data,
     }

@@ -228,12 +228,14 @@ def encode_rankings(tokenizer, rankings: list[Ranking], max_length: int) -> tupl
 class Packed:
     """Rankings packed one per row: ``input_ids`` and ``position_ids`` [rows, width], ``attention_mask``
     [rows, 1, width, width] (additive, 0 where attending), ``last`` the (row, column) of each answer's
-    last token in ranking then answer order, ``tokens`` the real (unpadded) tokens."""
+    last token in ranking then answer order, ``answer_of`` [rows, width] the index (in that order) of the
+    answer each position belongs to, -1 for prompt and padding, ``tokens`` the real (unpadded) tokens."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     attention_mask: torch.Tensor
     last: tuple[torch.Tensor, torch.Tensor]
+    answer_of: torch.Tensor
     tokens: int
 
 
@@ -243,6 +245,7 @@ def pack(rankings: list[EncodedRanking], pad_id: int, dtype: torch.dtype = torch
     input_ids = torch.full((len(rankings), width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rankings), width), dtype=torch.long)
     branch = torch.full((len(rankings), width), -1, dtype=torch.long)  # -1 pad, 0 prompt, k+1 answer k
+    answer_of = torch.full((len(rankings), width), -1, dtype=torch.long)
     rows, columns = [], []
     for row, ranking in enumerate(rankings):
         p = len(ranking.prefix)
@@ -255,6 +258,7 @@ def pack(rankings: list[EncodedRanking], pad_id: int, dtype: torch.dtype = torch
             input_ids[row, start:end] = torch.tensor(answer, dtype=torch.long)
             position_ids[row, start:end] = torch.arange(p, p + len(answer))
             branch[row, start:end] = k + 1
+            answer_of[row, start:end] = len(rows)
             rows.append(row)
             columns.append(end - 1)
             start = end
@@ -264,7 +268,7 @@ def pack(rankings: list[EncodedRanking], pad_id: int, dtype: torch.dtype = torch
     allowed |= torch.eye(width, dtype=torch.bool)  # a pad position attends to itself: no empty softmax row
     mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
     return Packed(input_ids, position_ids, mask[:, None], (torch.tensor(rows), torch.tensor(columns)),
-                  sum(r.length for r in rankings))
+                  answer_of, sum(r.length for r in rankings))
 
 
 def micro_batches(rankings: list, max_rankings: int, max_tokens: int) -> list[list]:

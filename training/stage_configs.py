@@ -134,6 +134,8 @@ def config_build(kind: str, config: dict | None, *, base: dict | None = None):
     for key, value in runner.items():
         _check_number(kind, key, value, integer=key in INTEGER_KEYS)
     try:
+        if hasattr(cls, "check_given"):  # keys that only mean something together (e.g. the reward backbone's)
+            cls.check_given(merged)
         return cls(**merged)
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"invalid {kind} config: {exc}") from exc

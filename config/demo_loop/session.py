@@ -29,7 +29,7 @@ BASE_PROFILE = LoopSettings(
     sft={"epochs": 3.0, "learning_rate": 3e-5, "batch_size": 8, "micro_batch_size": 4, "max_length": 256,
          "eval_fraction": 0.15, "checkpoint_every": 1000},
     sampling={"k": 6, "temperature": 1.0, "top_p": 0.95, "max_new_tokens": 40, "batch_size": 12},
-    reward={"epochs": 4, "learning_rate": 3e-5, "batch_size": 4, "micro_batch_size": 2, "max_length": 256,
+    reward={"backbone": "trained", "epochs": 4, "learning_rate": 3e-5, "batch_size": 4, "micro_batch_size": 2, "max_length": 256,
             "eval_fraction": 0.2, "checkpoint_every": 1000},
     ppo={},
 )

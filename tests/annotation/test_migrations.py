@@ -3,27 +3,11 @@
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
+from tests.migration_steps import back_to_latest, migrate  # noqa: F401 (a fixture)
+
 BEFORE, AFTER = [("annotation", "0003_gold_items")], [("annotation", "0004_queue_slot_counts")]
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-@pytest.fixture
-def back_to_latest():
-    """Leave the schema at the newest migrations, as the tests after this one expect it."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
 
 
 @pytest.mark.django_db(transaction=True)
@@ -57,11 +41,3 @@ def test_the_slot_counts_migration_counts_existing_labels():
     assert counted == {"a": (2, False, 0, False), "b": (1, True, 0, True), "c": (1, True, 0, False),
                        "d": (0, True, 0, False)}
 
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest_migrations():
-    """Leave the schema at the newest migrations, so later tests see every column."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())

@@ -51,7 +51,7 @@ def start_sft(project, alice, bob, tiny_version, **_):
 def start_reward(project, alice, charlie, tiny_version, **_):
     rankings(project, charlie)
     return run_start(project=project, kind="reward", created_by=alice, parent_version=tiny_version, config=known(
-        "reward", max_steps=40, epochs=100, batch_size=2, checkpoint_every=2, eval_fraction=0.25, max_length=96,
+        "reward", backbone="trained", max_steps=40, epochs=100, batch_size=2, checkpoint_every=2, eval_fraction=0.25, max_length=96,
         learning_rate=1e-3, seed=0))
 
 
@@ -67,7 +67,7 @@ def start_ppo(project, alice, bob, charlie, tiny_version, **_):
     rankings(project, charlie, n=4)
     quick = {"sft": known("sft", max_steps=4, epochs=1, batch_size=2, eval_fraction=0.25, max_length=96,
                           packing=False, seed=0),
-             "reward": known("reward", max_steps=4, epochs=1, batch_size=2, eval_fraction=0.25, max_length=96, seed=0)}
+             "reward": known("reward", backbone="trained", max_steps=4, epochs=1, batch_size=2, eval_fraction=0.25, max_length=96, seed=0)}
     made = {}
     for kind in ("sft", "reward"):  # the worker under test trains the SFT policy and the reward model first
         run = run_start(project=project, kind=kind, created_by=alice, parent_version=tiny_version, config=quick[kind])

@@ -24,7 +24,7 @@ TINY = LoopSettings(
     sft={"max_steps": 6, "batch_size": 4, "micro_batch_size": 4, "learning_rate": 1e-3, "max_length": 96,
          "eval_fraction": 0.25},
     sampling={"k": 4, "max_new_tokens": 12, "temperature": 1.0, "batch_size": 16},
-    reward={"epochs": 2, "batch_size": 4, "micro_batch_size": 2, "learning_rate": 1e-3, "max_length": 96,
+    reward={"backbone": "trained", "epochs": 2, "batch_size": 4, "micro_batch_size": 2, "learning_rate": 1e-3, "max_length": 96,
             "eval_fraction": 0.25},
     ppo={"iterations": 2, "batch_size": 4, "mini_batch_size": 4, "ppo_epochs": 1, "max_new_tokens": 8},
 )

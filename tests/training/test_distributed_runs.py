@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 SFT = {"max_steps": 4, "batch_size": 4, "micro_batch_size": 2, "learning_rate": 1e-3, "max_length": 64,
        "eval_fraction": 0.25, "checkpoint_every": 100, "seed": 3}
-REWARD = {"epochs": 2, "batch_size": 4, "micro_batch_size": 2, "learning_rate": 1e-3, "max_length": 64,
+REWARD = {"backbone": "trained", "epochs": 2, "batch_size": 4, "micro_batch_size": 2, "learning_rate": 1e-3, "max_length": 64,
           "eval_fraction": 0.25, "checkpoint_every": 100, "seed": 3}
 
 
@@ -64,3 +64,18 @@ def test_a_reward_run_on_two_processes_matches_one_process(project, alice, charl
     assert one.summary["eval_accuracy"] == pytest.approx(two.summary["eval_accuracy"])
     folder = version_path(ModelVersion.objects.get(run=two))
     assert AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).config.num_labels == 1
+
+
+def test_a_frozen_reward_run_on_two_processes_fits_the_head_of_one_process(project, alice, charlie, tiny_version):
+    """The default recipe: each rank reads its share of the answers; the states are summed across ranks."""
+    for i in range(10):
+        labels.ranked(project, charlie, f"Be kind {i}", ["thanks, happy to help", "no", "go away now"],
+                      [[0], [1], [2]])
+    frozen = {"max_length": 64, "eval_fraction": 0.25, "micro_batch_tokens": 64, "eval_batch_size": 2, "seed": 3}
+    one, two = run_twice(project, alice, "reward", tiny_version, frozen)
+
+    assert two.summary["world_size"] == 2 and two.summary["backbone"] == "frozen"
+    assert one.summary["eval_accuracy"] == pytest.approx(two.summary["eval_accuracy"])
+    heads = [AutoModelForSequenceClassification.from_pretrained(version_path(ModelVersion.objects.get(run=run)),
+                                                                dtype=torch.float32).score.weight for run in (one, two)]
+    assert torch.allclose(heads[0], heads[1], atol=1e-5)

@@ -1,4 +1,4 @@
-"""The reward-model stage: the grouped InstructGPT loss, training on rankings, the by-prompt split,
+"""The reward-model stage fine-tuned (``backbone: trained``; the frozen default is in test_reward_head.py): the grouped InstructGPT loss, training on rankings, the by-prompt split,
 truncation, resume, and scoring for PPO and the demo's win-rate."""
 
 import json
@@ -21,7 +21,7 @@ from training.reward_data import collate, encode_pair_texts, fit, read_rankings,
 
 FILLER = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "sea", "wide", "blue", "deep", "plants",
           "light", "water", "air", "sugar"]
-FAST = dict(learning_rate=3e-3, batch_size=8, micro_batch_size=8, warmup_ratio=0.0, eval_fraction=0.2)
+FAST = dict(backbone="trained", learning_rate=3e-3, batch_size=8, micro_batch_size=8, warmup_ratio=0.0, eval_fraction=0.2)
 
 
 def log_sigmoid(x: float) -> float:
@@ -152,6 +152,7 @@ def test_the_saved_reward_model_loads_and_prefers_the_rule_on_new_texts(trained)
     out, _, _ = trained
     plain = AutoModelForSequenceClassification.from_pretrained(out)
     assert plain.config.num_labels == 1 and plain.config.pad_token_id is not None
+    assert plain.config.reward_pooling == "answer_mean"  # the default, saved: every scorer reads it the same way
     model, tokenizer = load_reward_model(out)
     prompt = [{"role": "user", "content": "blue sea?"}]
     prompts = [prompt] * 4
@@ -249,6 +250,8 @@ def test_max_steps_overrides_epochs_and_still_measures_the_final_model(tiny_mode
 def test_unknown_settings_and_rankings_without_pairs_are_refused(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="warmup"):
         RewardConfig.from_dict({"warmup": 3})
+    with pytest.raises(ValueError, match="pooling must be one of answer_mean, last"):
+        RewardConfig.from_dict({"pooling": "max"})
     rows = [{"prompt": [{"role": "user", "content": "hi"}], "completions": ["a", "b"], "ranks": [0, 0]}]
     with pytest.raises(ValueError, match="no training ranking"):
         train_reward(tiny_model_dir, write_jsonl(tmp_path / "r.jsonl", rows), tmp_path / "out", RewardConfig())

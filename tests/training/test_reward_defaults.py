@@ -1,5 +1,6 @@
-"""The reward model's default recipe on a model deeper than ``train_layers``: only the top layers, the
-final norm and the head learn, the rest stay the parent's, and the model still learns the preference."""
+"""The fine-tuned reward recipe (``backbone: trained``) on a model deeper than its default ``train_layers``:
+only the top layers, the final norm and the head learn, the rest stay the parent's, and the model still
+learns the preference. (The frozen default is tested in test_reward_head.py.)"""
 
 import pytest
 import torch

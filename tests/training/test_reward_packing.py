@@ -39,13 +39,15 @@ def tiny_rm(tiny_model_dir):
     return model, tokenizer
 
 
-def alone(model, ids: list[int]) -> float:
-    return sequence_scores(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long)).item()
+def alone(model, ids: list[int], answer_length: int) -> float:
+    return sequence_scores(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), [answer_length]).item()
 
 
-def test_each_packed_answer_scores_exactly_as_it_does_alone(tiny_rm):
+@pytest.mark.parametrize("pooling", ["answer_mean", "last"])
+def test_each_packed_answer_scores_exactly_as_it_does_alone(tiny_rm, pooling):
     model, tokenizer = tiny_rm
     model.eval()
+    model.config.reward_pooling = pooling
     long_one = encode_ranking(tokenizer, CONVERSATION, ["Rome, because it is the seat of government.", "Milan.",
                                                         "I do not know the answer to that one, sorry."], 512)
     short_one = encode_ranking(tokenizer, CONVERSATION[1:2], ["Paris.", "Lyon, the city of lights and food."], 512)
@@ -53,20 +55,41 @@ def test_each_packed_answer_scores_exactly_as_it_does_alone(tiny_rm):
 
     with torch.no_grad():
         scores = packed_scores(model, packed, torch.device("cpu")).tolist()
-    expected = [alone(model, ids) for ranking in (long_one, short_one) for ids in ranking.sequences]
+    expected = [alone(model, ids, len(answer)) for ranking in (long_one, short_one)
+                for ids, answer in zip(ranking.sequences, ranking.answers, strict=True)]
 
     assert packed.input_ids.shape == (2, long_one.length)
     assert long_one.length < sum(len(s) for s in long_one.sequences)  # the prompt is in the row once
     assert scores == pytest.approx(expected, abs=1e-5)
 
 
-def test_one_packed_step_lowers_the_ranking_loss(tiny_model_dir):
+def test_an_answer_mean_score_is_the_head_on_the_answers_mean_state_and_needs_the_answers_length(tiny_rm):
+    model, tokenizer = tiny_rm
+    model.eval()
+    model.config.reward_pooling = "answer_mean"
+    ranking = encode_ranking(tokenizer, CONVERSATION, ["Rome, because it is the seat of government."], 512)
+    ids, answer = ranking.sequences[0], ranking.answers[0]
+    with torch.no_grad():
+        hidden = model.model(input_ids=torch.tensor([ids])).last_hidden_state[0]
+        by_hand = model.score(hidden[len(ids) - len(answer):].mean(0)).item()
+        at_last = model.score(hidden[-1]).item()
+        score = alone(model, ids, len(answer))
+        with pytest.raises(ValueError, match="answer_lengths"):
+            sequence_scores(model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))
+
+    assert score == pytest.approx(by_hand, abs=1e-5)
+    assert abs(score - at_last) > 1e-3  # the prompt's tokens and the last token alone are not what it reads
+
+
+@pytest.mark.parametrize("pooling", ["answer_mean", "last"])
+def test_one_packed_step_lowers_the_ranking_loss(tiny_model_dir, pooling):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1,
                                                                pad_token_id=tokenizer.pad_token_id)
+    model.config.reward_pooling = pooling
     ranking = encode_ranking(tokenizer, CONVERSATION, ["Rome.", "Milan.", "Paris."], 512, ranks=[0, 1, 1])
     packed = pack([ranking], tokenizer.pad_token_id)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

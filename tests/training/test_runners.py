@@ -41,8 +41,7 @@ def quick(kind: str, **overrides) -> dict:
     wanted = {
         "sft": {"max_steps": 6, "epochs": 1, "batch_size": 2, "eval_fraction": 0.25, "checkpoint_every": 3,
                 "learning_rate": 1e-3, "max_length": 96, "packing": False, "seed": 0},
-        "reward": {"epochs": 1, "batch_size": 2, "max_steps": 4, "eval_fraction": 0.25, "checkpoint_every": 2,
-                   "learning_rate": 1e-3, "max_length": 96, "seed": 0},
+        "reward": {"eval_fraction": 0.25, "checkpoint_every": 2, "max_length": 96, "seed": 0},  # the frozen default
         "ppo": {"iterations": 2, "batch_size": 2, "rollout_batch_size": 2, "prompts_per_iteration": 2,
                 "max_new_tokens": 6, "ppo_epochs": 1, "mini_batch_size": 2, "checkpoint_every": 1, "seed": 0},
         "sampling": {"max_new_tokens": 6, "batch_size": 4, "seed": 0},
