@@ -93,6 +93,56 @@ class TimedReporter(ListReporter):
                       f"  ({seconds}; load average {load()})", flush=True)
 
 
+def run_trl(model_dir: Path, train_rows: list[dict], eval_rows: list[dict], tmp: Path, minutes: float,
+            max_length: int) -> dict:
+    """The peer: TRL's ``RewardTrainer`` with its defaults (learning rate 1e-4, linear decay over one epoch,
+    every layer learning; gradient checkpointing and bf16 off for the CPU), the same training pairs, stopped
+    after ``minutes`` of training; then the held-out pairs scored as ours are (last token: TRL's pooling)."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+    from trl import RewardConfig as TRLRewardConfig
+    from trl import RewardTrainer
+
+    from training.reward_data import encode_rankings, ensure_chat_template, ensure_pad_token, read_rankings
+    from training.reward_scoring import load_reward_model, pairwise_accuracy
+
+    class StopAfter(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if time.perf_counter() - self.started >= minutes * 60:
+                control.should_training_stop = True
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ensure_pad_token(tokenizer)
+    ensure_chat_template(tokenizer)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, dtype=torch.float32,
+                                                               pad_token_id=tokenizer.pad_token_id)
+    dataset = Dataset.from_list([{
+        "prompt": r["prompt"],
+        "chosen": [{"role": "assistant", "content": r["completions"][r["ranks"].index(min(r["ranks"]))]}],
+        "rejected": [{"role": "assistant", "content": r["completions"][r["ranks"].index(max(r["ranks"]))]}],
+    } for r in train_rows if len(set(r["ranks"])) > 1])
+    config = TRLRewardConfig(
+        output_dir=str(tmp / "trl"), num_train_epochs=1, per_device_train_batch_size=8, max_length=max_length,
+        gradient_checkpointing=False, bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(), report_to=[],
+        save_strategy="no", logging_steps=10**6, disable_dropout=True, dataloader_num_workers=0, seed=0)
+    trainer = RewardTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                            callbacks=[StopAfter()])
+    kept = len(trainer.train_dataset)
+    result = trainer.train()
+    trainer.model.save_pretrained(tmp / "trl-rm")
+    tokenizer.save_pretrained(tmp / "trl-rm")
+    scorer, scorer_tokenizer = load_reward_model(tmp / "trl-rm")
+    encoded, _ = encode_rankings(scorer_tokenizer, read_rankings(write(eval_rows, tmp / "trl-eval.jsonl")), max_length)
+    return {"held_out_accuracy": pairwise_accuracy(scorer, encoded, scorer_tokenizer.pad_token_id, 16),
+            "train_seconds": round(result.metrics["train_runtime"], 1), "steps": trainer.state.global_step,
+            "pairs_trained": min(kept, trainer.state.global_step * 8), "pairs_kept": kept,
+            "pairs_dropped": len(dataset) - kept, "learning_rate": config.learning_rate}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="HH-style pairs, JSONL or .jsonl.gz")
@@ -106,6 +156,9 @@ def main() -> None:
     parser.add_argument("--real-base", action="store_true")
     parser.add_argument("--model", type=Path)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--trl-minutes", type=float, default=0,
+                        help="also train TRL's RewardTrainer (its defaults) on the same pairs for at most this "
+                             "many minutes and score the same held-out pairs")
     args = parser.parse_args()
     if not (args.real_base or args.model):
         parser.error("--real-base or --model DIR")
@@ -145,6 +198,8 @@ def main() -> None:
             accuracy = pairwise_accuracy(model, encoded, tokenizer.pad_token_id, config.eval_batch_size,
                                          2 * config.micro_batch_tokens)
         eval_seconds = time.perf_counter() - started
+        trl = run_trl(model_dir, train_rows, eval_rows, tmp, args.trl_minutes, config.max_length) \
+            if args.trl_minutes else None
     figures = {
         "settings": {k: v for k, v in vars(config).items()}, "train_pairs": result["pairs_train"],
         "eval_pairs": len(eval_rows), "steps": result["steps"], "train_seconds": round(result["train_seconds"], 1),
@@ -153,12 +208,17 @@ def main() -> None:
         "pairs_per_cpu_second": round(result["pairs_per_second"] * result["train_seconds"] / result["train_cpu_seconds"], 3)
         if result["train_cpu_seconds"] else None,
         "truncated_sequences": result["truncated_sequences"], "held_out_accuracy": accuracy,
-        "eval_seconds": round(eval_seconds, 1), "progressive": curve, "load_average": load(),
+        "eval_seconds": round(eval_seconds, 1), "progressive": curve, "load_average": load(), "trl": trl,
     }
     print(f"held-out accuracy {accuracy if accuracy is None else round(accuracy, 3)} on {len(eval_rows)} pairs (evaluation {eval_seconds:.0f} s); "
           f"{result['steps']} steps, {result['train_seconds']:.0f} s training loop "
           f"({result['pairs_per_second']:.2f} pairs/s wall, {result['train_cpu_seconds']:.0f} s CPU); "
           f"{result['truncated_sequences']} sequences cut from the left; load average {load()}")
+    if trl:
+        print(f"TRL RewardTrainer (its defaults, learning rate {trl['learning_rate']}, stopped after "
+              f"{args.trl_minutes:g} minutes): held-out accuracy {trl['held_out_accuracy']:.3f} on the same pairs; "
+              f"{trl['steps']} steps, {trl['pairs_trained']} pairs trained in {trl['train_seconds']:.0f} s, "
+              f"{trl['pairs_dropped']} pairs dropped as longer than max_length")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
 

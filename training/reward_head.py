@@ -18,8 +18,9 @@ the top 8 layers (the earlier default) held out 0.64-0.645, and it costs one for
 instead of a forward and a backward per pair per epoch (docs/operations.md, "Reward models").
 
 The feature pass is the run's long part: it reports progress per micro-batch, with an ETA at its own
-pace, and checkpoints the states read so far (``checkpoint_every`` micro-batches), so a run whose
-worker died resumes where it stopped. Under ``torchrun`` each rank reads every ``world_size``-th
+pace, and checkpoints the states read so far (``checkpoint_every`` micro-batches; each checkpoint
+replaces the one before, as it holds everything read), so a run whose worker died resumes where it
+stopped. Under ``torchrun`` each rank reads every ``world_size``-th
 micro-batch and the states are summed across ranks; every rank fits the same head.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -194,6 +196,8 @@ def train_frozen(model, tokenizer, train_set: list, train_enc: list, eval_enc: l
         reading.resume(Path(resume_from))
     start, total = reading.done, len(reading.jobs) + 1  # the last step is the fit
     read_seconds, cpu_seconds, tokens = 0.0, 0.0, 0
+    previous = Path(resume_from) if resume_from is not None and checkpoint_dir is not None and \
+        Path(resume_from).parent == Path(checkpoint_dir) else None
     reporter.phase(f"reading {len(train_enc)} training and {len(eval_enc)} held-out rankings with the frozen model")
     while reading.done < len(reading.jobs):
         tick, cpu_tick = time.perf_counter(), time.process_time()
@@ -212,6 +216,9 @@ def train_frozen(model, tokenizer, train_set: list, train_enc: list, eval_enc: l
                 reading.save(path, gathered)
                 (path / "trainer_state.json").write_text(json.dumps({"step": done, "backbone": "frozen"}))
                 reporter.checkpoint(path, done)
+                if previous is not None and previous != path:  # each checkpoint holds all states read so far
+                    shutil.rmtree(previous, ignore_errors=True)
+                previous = path
     states = reading.gathered()
 
     tick, cpu_tick = time.perf_counter(), time.process_time()

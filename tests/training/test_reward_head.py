@@ -87,6 +87,8 @@ def test_a_stopped_run_resumes_from_the_states_it_had_read(tiny_model_dir, ranki
                            resume_from=first.checkpoints[-1][0], checkpoint_dir=tmp_path / "ckpt")
 
     assert resumed["resumed_from_step"] == 2 and second.steps[0][0] == 3
+    assert [step for _, step in second.checkpoints][:2] == [4, 6]
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == [second.checkpoints[-1][0].name]  # the newest only
     assert resumed["eval_accuracy"] == fitted[1]["eval_accuracy"] and resumed["head_l2"] == fitted[1]["head_l2"]
     again, _ = load_reward_model(tmp_path / "out")
     before, _ = load_reward_model(fitted[0])
