@@ -1,5 +1,10 @@
 """The reward model: one scalar score per (prompt, answer), trained on full rankings (InstructGPT).
 
+Two recipes (``backbone``). The default, ``frozen`` (``training.reward_head``), reads every answer once
+with the parent frozen and fits only the score head, in closed form; ``trained`` fine-tunes, as the rest
+of this docstring describes. The score is the head's mean over the answer's tokens by default
+(``pooling``, ``training.reward_scoring``).
+
 A ranking of K completions is one batch element, packed in one row (``reward_data.pack``): the prompt
 is encoded once and each completion on top of it, blind to the others, giving K scores, and the loss
 is -mean log sigmoid(r_better - r_worse) over all C(K,2) pairs of that ranking with different ranks (``grouped_ranking_loss``; ties are skipped, an all-ties ranking adds nothing).

@@ -7,13 +7,15 @@ model's ``config.reward_pooling`` (``pooling_of``), saved with it:
 
 - ``answer_mean`` (the default since 2026-12): the mean of the head's output over the answer's tokens. The
   head is linear, so that is the head applied to the answer's mean hidden state. On HH harmless-base a
-  linear head on the frozen base read this way held out 0.66-0.67 where the last token gave 0.60-0.62
+  linear head on the frozen base read this way held out 0.66-0.67 where the last token gave 0.59-0.63
   (docs/operations.md, "Reward models"). Scoring then needs to know where the answer starts: every
   entry point here takes the answer's length (``score_texts`` works it out).
 - ``last`` (models saved before): the head at the last non-pad position of the right-padded sequence,
   gathered from the attention mask ourselves, which equals transformers' pooling whenever the pad token
-  does not occur inside a sequence and stays right when it does (pad = eos). Rankings are scored packed (``reward_data.pack``):
-the prompt once, each answer on it, blind to the others, so each score equals the answer's score alone.
+  does not occur inside a sequence and stays right when it does (pad = eos).
+
+Rankings are scored packed (``reward_data.pack``): the prompt once, each answer on it, blind to the
+others, so each score equals the answer's score alone.
 
 Pairwise accuracy (``pairwise_accuracy``) counts a tied score as wrong and skips tied ranks; it runs
 without gradients, shortest rankings first, and under ``torchrun`` each rank scores its share.
