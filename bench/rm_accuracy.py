@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from bench.preference_files import read_rankings_rows as read_pairs
-from bench.rm_pairs import load, provision_real_base
+from bench.rm_pairs import load, provision_real_base, trl_trainer
 from training.reporting import ListReporter
 from training.reward import RewardConfig, train_reward
 
@@ -98,12 +98,9 @@ def run_trl(model_dir: Path, train_rows: list[dict], eval_rows: list[dict], tmp:
     """The peer: TRL's ``RewardTrainer`` with its defaults (learning rate 1e-4, linear decay over one epoch,
     every layer learning; gradient checkpointing and bf16 off for the CPU), the same training pairs, stopped
     after ``minutes`` of training; then the held-out pairs scored as ours are (last token: TRL's pooling)."""
-    from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
-    from trl import RewardConfig as TRLRewardConfig
-    from trl import RewardTrainer
+    from transformers import TrainerCallback
 
-    from training.reward_data import encode_rankings, ensure_chat_template, ensure_pad_token, read_rankings
+    from training.reward_data import encode_rankings, read_rankings
     from training.reward_scoring import load_reward_model, pairwise_accuracy
 
     class StopAfter(TrainerCallback):
@@ -114,23 +111,11 @@ def run_trl(model_dir: Path, train_rows: list[dict], eval_rows: list[dict], tmp:
             if time.perf_counter() - self.started >= minutes * 60:
                 control.should_training_stop = True
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    ensure_pad_token(tokenizer)
-    ensure_chat_template(tokenizer)
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, dtype=torch.float32,
-                                                               pad_token_id=tokenizer.pad_token_id)
-    dataset = Dataset.from_list([{
-        "prompt": r["prompt"],
-        "chosen": [{"role": "assistant", "content": r["completions"][r["ranks"].index(min(r["ranks"]))]}],
-        "rejected": [{"role": "assistant", "content": r["completions"][r["ranks"].index(max(r["ranks"]))]}],
-    } for r in train_rows if len(set(r["ranks"])) > 1])
-    config = TRLRewardConfig(
-        output_dir=str(tmp / "trl"), num_train_epochs=1, per_device_train_batch_size=8, max_length=max_length,
-        gradient_checkpointing=False, bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(), report_to=[],
-        save_strategy="no", logging_steps=10**6, disable_dropout=True, dataloader_num_workers=0, seed=0)
-    trainer = RewardTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                            callbacks=[StopAfter()])
+    pairs = [{"prompt": r["prompt"], "chosen": r["completions"][r["ranks"].index(min(r["ranks"]))],
+              "rejected": r["completions"][r["ranks"].index(max(r["ranks"]))]}
+             for r in train_rows if len(set(r["ranks"])) > 1]
+    trainer = trl_trainer(model_dir, pairs, tmp / "trl", max_length, callbacks=[StopAfter()])
+    tokenizer = trainer.processing_class
     kept = len(trainer.train_dataset)
     result = trainer.train()
     trainer.model.save_pretrained(tmp / "trl-rm")
@@ -139,8 +124,8 @@ def run_trl(model_dir: Path, train_rows: list[dict], eval_rows: list[dict], tmp:
     encoded, _ = encode_rankings(scorer_tokenizer, read_rankings(write(eval_rows, tmp / "trl-eval.jsonl")), max_length)
     return {"held_out_accuracy": pairwise_accuracy(scorer, encoded, scorer_tokenizer.pad_token_id, 16),
             "train_seconds": round(result.metrics["train_runtime"], 1), "steps": trainer.state.global_step,
-            "pairs_trained": min(kept, trainer.state.global_step * 8), "pairs_kept": kept,
-            "pairs_dropped": len(dataset) - kept, "learning_rate": config.learning_rate}
+            "pairs_trained": min(kept, trainer.state.global_step * trainer.args.per_device_train_batch_size), "pairs_kept": kept,
+            "pairs_dropped": len(pairs) - kept, "learning_rate": trainer.args.learning_rate}
 
 
 def main() -> None:

@@ -110,7 +110,10 @@ def run_ours(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int, tra
             "recipe": "frozen" if config.backbone == "frozen" else f"trained, train_layers {config.train_layers}"}
 
 
-def run_trl(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int) -> dict:
+def trl_trainer(model_dir: Path, pairs: list[dict], output_dir: Path, max_length: int, callbacks=(), **settings):
+    """TRL's ``RewardTrainer`` on ``{prompt, chosen, rejected}`` pairs from ``model_dir``: one epoch, 8 pairs a
+    step, float32 on the CPU (gradient checkpointing and bf16 off), dropout off, no saving or logging;
+    ``settings`` override TRL's other defaults."""
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig as TRLRewardConfig
@@ -128,13 +131,17 @@ def run_trl(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int) -> d
         "rejected": [{"role": "assistant", "content": p["rejected"]}],
     } for p in pairs])
     config = TRLRewardConfig(
-        output_dir=str(tmp / f"trl-{max_length}"), num_train_epochs=1, per_device_train_batch_size=BATCH,
-        gradient_accumulation_steps=1, learning_rate=1e-5, lr_scheduler_type="constant", warmup_steps=0,
-        max_length=max_length, gradient_checkpointing=False, bf16=False, fp16=False,
-        use_cpu=not torch.cuda.is_available(), report_to=[], save_strategy="no", logging_steps=10**6,
-        disable_dropout=True, dataloader_num_workers=0, seed=0,
+        output_dir=str(output_dir), num_train_epochs=1, per_device_train_batch_size=BATCH, max_length=max_length,
+        gradient_checkpointing=False, bf16=False, fp16=False, use_cpu=not torch.cuda.is_available(), report_to=[],
+        save_strategy="no", logging_steps=10**6, disable_dropout=True, dataloader_num_workers=0, seed=0, **settings,
     )
-    trainer = RewardTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    return RewardTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=list(callbacks))
+
+
+def run_trl(model_dir: Path, pairs: list[dict], tmp: Path, max_length: int) -> dict:
+    trainer = trl_trainer(model_dir, pairs, tmp / f"trl-{max_length}", max_length, gradient_accumulation_steps=1,
+                          learning_rate=1e-5, lr_scheduler_type="constant", warmup_steps=0)
     kept = trainer.train_dataset
     cpu_started = time.process_time()
     result = trainer.train() if len(kept) else None

@@ -10,7 +10,7 @@ from django.db import migrations
 
 FINE_TUNING_KEYS = {"epochs", "max_steps", "batch_size", "micro_batch_size", "learning_rate", "warmup_ratio",
                     "min_lr_ratio", "weight_decay", "grad_clip", "lora", "lora_r", "lora_alpha", "lora_dropout",
-                    "lora_target_modules", "train_layers"}  # training.reward.FINE_TUNING_ONLY as of this migration
+                    "lora_target_modules", "train_layers"}  # training.reward_config.FINE_TUNING_ONLY as of this migration
 
 
 def _marked(config):
