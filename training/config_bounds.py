@@ -31,7 +31,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "min_lr_ratio": (0, 1), "weight_decay": (0, 10), "grad_clip": (0, 1e6), "max_grad_norm": (0, 1e6),
     "eval_fraction": (0, 0.9), "seed": (0, 2**32 - 1),
     # LoRA
-    "lora_r": (1, 1024), "train_layers": (0, 1024), "head_l2": (0, 1e6), "head_folds": (2, 100), "lora_alpha": (1, 4096), "lora_dropout": (0, 0.99),
+    "lora_r": (1, 1024), "train_layers": (0, 1024), "lora_alpha": (1, 4096), "lora_dropout": (0, 0.99),
+    # the frozen reward model's head
+    "head_l2": (0, 1e6), "head_folds": (2, 100), "head_layers": (1, 64),
     # sampling
     "k": (1, 32), "temperature": (0, 10), "top_p": (0, 1),
     # PPO

@@ -15,10 +15,11 @@ prompt from the left and count (``reward_data``). Batches are length-bucketed (`
 step's rankings go through the model in micro-batches of similar packed length (``micro_batch_tokens``
 bounds the padded tokens of one forward), so little padding is computed.
 
-The model is ``AutoModelForSequenceClassification`` with ``num_labels=1`` initialised from a causal
-LM folder (the head is new) and ``pad_token_id`` set in its config, saved with its tokenizer so
-``load_reward_model`` / PPO / the demo's win-rate open it with ``from_pretrained``. Scoring and the
-held-out accuracy live in ``training.reward_scoring`` (re-exported here for existing callers).
+The model is ``AutoModelForSequenceClassification`` initialised from a causal LM folder (the head is
+new: one row, or one per hidden state the frozen recipe reads, ``config.reward_layers``) and
+``pad_token_id`` set in its config, saved with its tokenizer so ``load_reward_model`` / PPO / the
+demo's win-rate open it with ``from_pretrained``. Scoring and the held-out accuracy live in
+``training.reward_scoring`` (re-exported here for existing callers).
 
 ``train_layers`` N > 0 (default 8) lets only the top N transformer layers, the final norm and the head
 learn: the embeddings and the lower layers run forward only (autograd records nothing below the first
@@ -63,7 +64,7 @@ from training.reward_data import (
     read_rankings,
     split_by_prompt,
 )
-from training.reward_head import train_frozen
+from training.reward_head import tapped_layers, train_frozen
 from training.reward_scoring import (
     load_reward_model,
     packed_scores,
@@ -108,17 +109,21 @@ def lr_at(step: int, total: int, config: RewardConfig) -> float:
 
 def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):
     """The model to train: the parent with a fresh one-score head (optionally LoRA-wrapped) or a checkpoint."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resume_from or parent_dir)
     pad_id = ensure_pad_token(tokenizer)
     ensure_chat_template(tokenizer)
     torch.manual_seed(config.seed)  # the new head's initialisation
     source = parent_dir if config.lora or resume_from is None else resume_from
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, pad_token_id=pad_id,
-                                                               dtype=torch.float32)
+    layers = None  # fine-tuned: the head reads the final state; frozen: several (reward_head.tapped_layers)
+    if config.backbone == "frozen":
+        layers = tapped_layers(AutoConfig.from_pretrained(source).num_hidden_layers, config.head_layers)
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(layers or [None]),
+                                                               pad_token_id=pad_id, dtype=torch.float32)
     model.config.pad_token_id = pad_id
     model.config.reward_pooling = config.pooling  # saved in config.json: scoring reads the score the same way
+    model.config.reward_layers = layers
     top = _top_layers(model, config.train_layers)
     if config.lora:
         from peft import LoraConfig, PeftModel, get_peft_model

@@ -11,7 +11,7 @@ from training.reward_scoring import POOLINGS
 FINE_TUNING_ONLY = {"epochs", "max_steps", "batch_size", "micro_batch_size", "learning_rate", "warmup_ratio",
                     "min_lr_ratio", "weight_decay", "grad_clip", "lora", "lora_r", "lora_alpha", "lora_dropout",
                     "lora_target_modules", "train_layers"}
-FROZEN_ONLY = {"head_l2", "head_folds"}
+FROZEN_ONLY = {"head_l2", "head_folds", "head_layers"}
 
 
 @dataclass
@@ -41,6 +41,7 @@ class RewardConfig:
     backbone: str = "frozen"  # frozen: read each answer once, fit the head (reward_head); trained: SGD on the top train_layers
     head_l2: float = 0.0  # frozen: the head's L2 penalty (standardised units); 0: chosen by cross-validation
     head_folds: int = 5  # frozen: folds (by prompt) of that cross-validation
+    head_layers: int = 4  # frozen: hidden states the head reads, spread over the top of the depth (reward_head.tapped_layers)
     seed: int = 0
 
     @classmethod
@@ -76,7 +77,7 @@ class RewardConfig:
             raise ValueError("train_layers must be >= 0 (0: every layer learns)")
         if self.backbone not in ("frozen", "trained"):
             raise ValueError(f"backbone must be frozen or trained, not {self.backbone!r}")
-        if self.head_l2 < 0 or self.head_folds < 2:
-            raise ValueError("head_l2 must be >= 0 and head_folds >= 2")
+        if self.head_l2 < 0 or self.head_folds < 2 or self.head_layers < 1:
+            raise ValueError("head_l2 must be >= 0, head_folds >= 2 and head_layers >= 1")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")

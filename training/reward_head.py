@@ -1,10 +1,12 @@
 """The reward model on a frozen base: every answer is read once, and only the score head is fit.
 
 ``backbone: "frozen"`` (the default). The base model runs forward only, packed as in fine-tuning
-(``reward_data.pack``: the prompt once, each answer on it), and gives each answer the state its head
-reads (``reward_scoring.packed_states``: by default the mean of the answer's final hidden states). The
-head is then the Bradley-Terry logistic regression on the differences of those states, better minus
-worse, for every pair of different rank, each ranking weighing the same as in the grouped loss:
+(``reward_data.pack``: the prompt once, each answer on it), and gives each answer the states its head
+reads (``reward_scoring.packed_states``: by default the mean over the answer's tokens of ``head_layers``
+= 4 hidden states, ``tapped_layers``: for SmolLM2-135M layers 12, 18, 24 and the final 30, one row of the
+head each). The head is then the Bradley-Terry logistic regression on the differences of those states
+(concatenated), better minus worse, for every pair of different rank, each ranking weighing the same as
+in the grouped loss:
 
     minimise  mean_pairs softplus(-(x_better - x_worse) . w) + l2 * |w|^2
 
@@ -13,9 +15,11 @@ by L-BFGS to convergence: no learning rate, no epochs. ``l2`` is chosen from ``L
 cross-validation over the training prompts (``head_folds``; ``head_l2`` > 0 fixes it). The saved model is
 an ordinary ``AutoModelForSequenceClassification`` with that head, read the way every scorer reads it.
 
-Why: on Anthropic HH harmless-base with SmolLM2-135M this held out 0.66-0.67 of pairs where fine-tuning
-the top 8 layers (the earlier default) held out 0.64-0.645, and it costs one forward pass per pair
-instead of a forward and a backward per pair per epoch (docs/operations.md, "Reward models").
+Why: on Anthropic HH harmless-base with SmolLM2-135M the final state alone held out 0.66-0.67 of pairs
+where fine-tuning the top 8 layers (the earlier default) held out 0.64-0.645, and it costs one forward
+pass per pair instead of a forward and a backward per pair per epoch; the 4 states held out 0.686
+against the final state's 0.664 on the same 8 prompt splits (docs/operations.md, "Reward models").
+Intermediate layers carry what the last one, trained to predict the next token, has partly discarded.
 
 The feature pass is the run's long part: it reports progress per micro-batch, with an ETA at its own
 pace, and checkpoints the states read so far (``checkpoint_every`` micro-batches; each checkpoint
@@ -38,10 +42,20 @@ import torch.nn.functional as F
 from training.checkpoint_io import torch_save
 from training.distributed import all_reduce_tensor, world
 from training.reward_data import micro_batches, ordered_pairs, pack
-from training.reward_scoring import packed_states, pooling_of
+from training.reward_scoring import layers_of, packed_states, pooling_of
 
-L2_GRID = (0.03, 0.1, 0.3, 1.0)  # in standardised units; HH harmless-base chose 0.1-0.3 (operations.md)
+L2_GRID = (0.1, 0.3, 1.0, 3.0)  # standardised units; on HH harmless-base 1 state chose 0.3, 4 states 1-3 (operations.md)
 STATES_FILE = "answer_states.pt"
+TAPPED_SPAN = 0.6  # the states read are spread evenly over the top 60% of the depth
+
+
+def tapped_layers(depth: int, count: int) -> list[int]:
+    """The ``count`` hidden states the head reads, as indices into ``hidden_states`` (``depth`` is the final,
+    normed one): evenly spaced over the top ``TAPPED_SPAN`` of the depth, the final always included;
+    for depth 30 and count 4, [12, 18, 24, 30]. A shallow model gives fewer distinct states."""
+    if count == 1:
+        return [depth]
+    return sorted({max(1, round(depth * (1 - TAPPED_SPAN * i / (count - 1)))) for i in range(count)})
 
 
 def _groups(encoded: list, max_rankings: int, max_tokens: int) -> list[list[int]]:
@@ -64,11 +78,11 @@ class StatePass:
 
     def __init__(self, model, encoded: dict[str, list], pad_id: int, config, device):
         self.model, self.encoded, self.pad_id, self.device = model, encoded, pad_id, device
-        self.hidden = model.config.hidden_size
+        self.width = model.config.hidden_size * len(layers_of(model) or [None])  # every state read, concatenated
         self.jobs = [(name, group) for name, rankings in encoded.items()
                      for group in _groups(rankings, config.eval_batch_size, 2 * config.micro_batch_tokens)]
         self.offsets = {name: offsets_of(rankings) for name, rankings in encoded.items()}
-        self.states = {name: torch.zeros(sum(len(r.answers) for r in rankings), self.hidden)
+        self.states = {name: torch.zeros(sum(len(r.answers) for r in rankings), self.width)
                        for name, rankings in encoded.items()}
         self.done = 0
 
@@ -92,7 +106,7 @@ class StatePass:
         tokens = 0
         if self.done % size == rank:
             rankings = [self.encoded[name][i] for i in group]
-            states = packed_states(self.model, pack(rankings, self.pad_id), self.device).float().cpu()
+            states = packed_states(self.model, pack(rankings, self.pad_id), self.device).flatten(1).float().cpu()
             row = 0
             for i, ranking in zip(group, rankings, strict=True):
                 start, k = self.offsets[name][i], len(ranking.answers)
@@ -167,7 +181,7 @@ def choose_l2(diffs: torch.Tensor, weights: torch.Tensor, owner: torch.Tensor, g
 
 
 def fit_head(states: torch.Tensor, encoded: list, groups: list[str], config) -> tuple[torch.Tensor, dict]:
-    """The head's weight [hidden] in the states' own units, and what the fit chose."""
+    """The head's weight [states read x hidden] in the states' own units, and what the fit chose."""
     better, worse, weights, owner = pair_index(encoded, offsets_of(encoded))
     diffs = (states[better] - states[worse]).double()
     scale = diffs.std(0, unbiased=False).clamp(min=1e-6) if len(diffs) > 1 else torch.ones(diffs.shape[1],
@@ -222,11 +236,11 @@ def train_frozen(model, tokenizer, train_set: list, train_enc: list, eval_enc: l
     states = reading.gathered()
 
     tick, cpu_tick = time.perf_counter(), time.process_time()
-    head = model.score.weight
-    initial = _accuracy(states["eval"], eval_enc, head.detach()[0].float())
+    head = model.score.weight  # [states read, hidden]: row-major, as the states were flattened
+    initial = _accuracy(states["eval"], eval_enc, head.detach().flatten().float())
     weight, chosen = fit_head(states["train"], train_enc, [r.group for r in train_set], config)
     with torch.no_grad():
-        head.copy_(weight.to(head.dtype)[None, :])
+        head.copy_(weight.to(head.dtype).view_as(head))
     accuracy = _accuracy(states["eval"], eval_enc, weight)
     fit_seconds = time.perf_counter() - tick
     cpu_seconds += time.process_time() - cpu_tick
@@ -239,7 +253,7 @@ def train_frozen(model, tokenizer, train_set: list, train_enc: list, eval_enc: l
         "eval_accuracy": accuracy, "eval_accuracy_initial": initial if config.eval_initial else None,
         "accuracy_by_epoch": [accuracy] if accuracy is not None else [],
         "train_loss": None, "steps": total, "resumed_from_step": start, "world_size": size,
-        "device": str(device), "pooling": pooling_of(model), "backbone": "frozen",
+        "device": str(device), "pooling": pooling_of(model), "backbone": "frozen", "layers_read": layers_of(model),
         "train_seconds": read_seconds + fit_seconds, "read_seconds": read_seconds, "fit_seconds": fit_seconds,
         "train_cpu_seconds": cpu_seconds,  # this process's CPU time reading and fitting
         "eval_seconds": 0.0,  # the held-out answers are read in the same pass (read_seconds)

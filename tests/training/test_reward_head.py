@@ -13,7 +13,7 @@ from tests.training.test_reward import synthetic_rankings, write_jsonl
 from training.errors import TrainingError
 from training.reporting import ListReporter, RunCancelled
 from training.reward import RewardConfig, load_reward_model, score_texts, train_reward
-from training.reward_head import L2_GRID, fit_logistic
+from training.reward_head import L2_GRID, fit_logistic, tapped_layers
 from training.stage_configs import config_build
 
 SMALL = dict(eval_fraction=0.2, micro_batch_tokens=256, eval_batch_size=4)  # several micro-batches per set
@@ -49,6 +49,8 @@ def test_the_saved_model_scores_what_the_fit_measured_and_keeps_the_parents_base
     out, _, _ = fitted
     model, tokenizer = load_reward_model(out)
     assert model.config.reward_pooling == "answer_mean"
+    assert model.config.reward_layers == [1, 2] == tapped_layers(2, 4)  # the tiny model has 2 layers
+    assert tuple(model.score.weight.shape) == (2, model.config.hidden_size)
     prompt = [{"role": "user", "content": "blue sea?"}]
     answers = ["the sea is blue thanks", "the sea is blue", "thanks fox dog", "fox dog"]
     scores = score_texts(model, tokenizer, [prompt] * 4, answers)
@@ -96,16 +98,20 @@ def test_a_stopped_run_resumes_from_the_states_it_had_read(tiny_model_dir, ranki
 
 
 def test_a_fixed_penalty_is_used_as_given_and_bad_settings_are_refused(tiny_model_dir, rankings, tmp_path):
-    metrics = train_reward(tiny_model_dir, rankings, tmp_path / "out", RewardConfig(**SMALL, head_l2=0.5))
+    metrics = train_reward(tiny_model_dir, rankings, tmp_path / "out", RewardConfig(**SMALL, head_l2=0.5, head_layers=1))
     assert metrics["head_l2"] == 0.5 and metrics["head_cv_accuracy"] == {}
+    assert metrics["layers_read"] == [2] and metrics["eval_accuracy"] >= 0.8  # the final state alone
+    assert load_reward_model(tmp_path / "out")[0].score.weight.shape[0] == 1
     for bad, field in (({"backbone": "half"}, "backbone"), ({"head_folds": 1}, "head_folds"),
-                       ({"head_l2": -1}, "head_l2")):
+                       ({"head_l2": -1}, "head_l2"), ({"head_layers": 0}, "head_layers")):
         with pytest.raises(ValueError, match=field):
             RewardConfig.from_dict(bad)
     with pytest.raises(ValueError, match='learning_rate only apply when the base is fine-tuned: add "backbone": "trained"'):
         RewardConfig.from_dict({"learning_rate": 1e-4, "epochs": 1})
     with pytest.raises(ValueError, match="head_l2 only apply to the frozen backbone"):
         RewardConfig.from_dict({"backbone": "trained", "head_l2": 0.5})
+    with pytest.raises(ValueError, match="head_layers only apply to the frozen backbone"):
+        RewardConfig.from_dict({"backbone": "trained", "head_layers": 2})
     assert RewardConfig.from_dict({"backbone": "trained", "learning_rate": 1e-4}).learning_rate == 1e-4
     with pytest.raises(TrainingError, match='epochs only apply when the base is fine-tuned'):  # a run's config
         config_build("reward", {"epochs": 2})
@@ -125,3 +131,9 @@ def test_the_logistic_fit_separates_what_is_separable_and_a_larger_penalty_shrin
     assert tight.norm() < loose.norm()
     cosine = torch.nn.functional.cosine_similarity(loose, direction, dim=0)
     assert cosine > 0.8
+
+
+def test_the_states_read_spread_over_the_top_of_the_depth_and_end_at_the_final_one():
+    assert tapped_layers(30, 4) == [12, 18, 24, 30]  # SmolLM2-135M: what held out 0.686 on HH (operations.md)
+    assert tapped_layers(30, 1) == [30] and tapped_layers(24, 3) == [10, 17, 24]
+    assert tapped_layers(2, 4) == [1, 2] and tapped_layers(1, 4) == [1]  # a shallow model has fewer to read

@@ -81,6 +81,55 @@ def test_an_answer_mean_score_is_the_head_on_the_answers_mean_state_and_needs_th
     assert abs(score - at_last) > 1e-3  # the prompt's tokens and the last token alone are not what it reads
 
 
+@pytest.fixture(scope="module")
+def two_state_rm(tiny_model_dir):
+    """A head with one row for the first layer's output and one for the final state (the frozen recipe's shape)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(1)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2,
+                                                               pad_token_id=tokenizer.pad_token_id).eval()
+    model.config.reward_layers = [1, 2]
+    return model, tokenizer
+
+
+@pytest.mark.parametrize("pooling", ["answer_mean", "last"])
+def test_a_head_reading_several_hidden_states_adds_each_rows_score_packed_or_alone(two_state_rm, pooling):
+    model, tokenizer = two_state_rm
+    model.config.reward_pooling = pooling
+    ranking = encode_ranking(tokenizer, CONVERSATION, ["Rome, because it is the seat of government.", "Milan."], 512)
+    with torch.no_grad():
+        packed = packed_scores(model, pack([ranking], tokenizer.pad_token_id), torch.device("cpu")).tolist()
+        by_hand = []
+        for ids, answer in zip(ranking.sequences, ranking.answers, strict=True):
+            states = model.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+            span = slice(len(ids) - len(answer), None) if pooling == "answer_mean" else slice(-1, None)
+            by_hand.append(sum(float(model.score.weight[row] @ states[layer][0, span].mean(0))
+                               for row, layer in enumerate([1, 2])))
+        final_row_only = [float(model.score.weight[1] @ model.model(input_ids=torch.tensor([ids])).last_hidden_state[0, -1])
+                          for ids in ranking.sequences]
+        alone_scores = [alone(model, ids, len(answer)) for ids, answer in zip(ranking.sequences, ranking.answers,
+                                                                               strict=True)]
+
+    assert packed == pytest.approx(by_hand, abs=1e-5) and alone_scores == pytest.approx(by_hand, abs=1e-5)
+    assert by_hand != pytest.approx(final_row_only, abs=1e-3)  # the first layer's row counts
+
+
+def test_a_head_whose_rows_do_not_match_the_states_it_reads_is_refused(two_state_rm):
+    model, tokenizer = two_state_rm
+    ranking = encode_ranking(tokenizer, CONVERSATION, ["Rome."], 512)
+    packed = pack([ranking], tokenizer.pad_token_id)
+    for layers, message in (([0, 1, 2], "the score head has 2 rows for 3 hidden states"),
+                            ([1, 5], r"reward_layers \[1, 5\] name a hidden state past the model's 2 layers")):
+        model.config.reward_layers = layers
+        try:
+            with torch.no_grad(), pytest.raises(ValueError, match=message):
+                packed_scores(model, packed, torch.device("cpu"))
+        finally:
+            model.config.reward_layers = [1, 2]
+
+
 @pytest.mark.parametrize("pooling", ["answer_mean", "last"])
 def test_one_packed_step_lowers_the_ranking_loss(tiny_model_dir, pooling):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
