@@ -108,7 +108,7 @@ def lr_at(step: int, total: int, config: RewardConfig) -> float:
 
 
 def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):
-    """The model to train: the parent with a fresh one-score head (optionally LoRA-wrapped) or a checkpoint."""
+    """The model to train: the parent with a fresh score head (optionally LoRA-wrapped) or a checkpoint."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resume_from or parent_dir)

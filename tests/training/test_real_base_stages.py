@@ -72,4 +72,4 @@ def test_the_seed_recipe_runs_on_the_real_base_and_every_version_generates(real_
     for name in ("sft", "ppo"):
         assert answer(tmp_path / name, "What is the capital of France?").strip()
     rm = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm", dtype=torch.float32)
-    assert rm.config.num_labels == 1
+    assert rm.config.reward_layers == [12, 18, 24, 30] and rm.config.num_labels == 4  # one head row per state read

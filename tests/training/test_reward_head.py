@@ -137,3 +137,50 @@ def test_the_states_read_spread_over_the_top_of_the_depth_and_end_at_the_final_o
     assert tapped_layers(30, 4) == [12, 18, 24, 30]  # SmolLM2-135M: what held out 0.686 on HH (operations.md)
     assert tapped_layers(30, 1) == [30] and tapped_layers(24, 3) == [10, 17, 24]
     assert tapped_layers(2, 4) == [1, 2] and tapped_layers(1, 4) == [1]  # a shallow model has fewer to read
+
+
+def test_a_two_process_read_resumed_from_its_checkpoint_counts_each_answer_once(tiny_model_dir, rankings, tmp_path,
+                                                                               monkeypatch):
+    """Under torchrun rank 0 saves every rank's states summed; on resume the other ranks start from zeros, so
+    the final sum over ranks is the one-process read. (Ranks are played in turn here, their sum taken by hand.)"""
+    from pathlib import Path
+
+    from training import reward_head
+    from training.reward import _load
+    from training.reward_data import encode_rankings, read_rankings
+
+    config = RewardConfig(**SMALL)
+    model, tokenizer = _load(Path(tiny_model_dir), None, config)
+    model.eval()
+    encoded, _ = encode_rankings(tokenizer, read_rankings(rankings), config.max_length)
+
+    def as_rank(rank: int, size: int = 2) -> None:
+        monkeypatch.setattr(reward_head, "world", lambda: (rank, size))
+
+    def reader():
+        return reward_head.StatePass(model, {"train": encoded}, tokenizer.pad_token_id, config, torch.device("cpu"))
+
+    as_rank(0, 1)
+    alone = reader()
+    while alone.done < len(alone.jobs):
+        alone.step()
+    assert len(alone.jobs) > 4
+
+    ranks = [reader(), reader()]
+    for _ in range(3):
+        for rank, state_pass in enumerate(ranks):
+            as_rank(rank)
+            state_pass.step()
+    as_rank(0)
+    ranks[0].save(tmp_path, {"train": ranks[0].states["train"] + ranks[1].states["train"]})
+
+    resumed = [reader(), reader()]
+    for rank, state_pass in enumerate(resumed):
+        as_rank(rank)
+        state_pass.resume(tmp_path)
+        assert state_pass.done == 3
+        while state_pass.done < len(state_pass.jobs):
+            state_pass.step()
+    total = resumed[0].states["train"] + resumed[1].states["train"]
+    assert torch.allclose(total, alone.states["train"], atol=1e-5)
+    assert bool((alone.states["train"].abs().sum(1) > 0).all())  # every answer was read

@@ -105,7 +105,7 @@ def test_a_parent_whose_folder_is_gone_fails_the_run_clearly(project, alice, bob
 
 
 def test_reward_run_registers_a_reward_model_that_scores_text(project, alice, charlie, tiny_version):
-    from transformers import AutoModelForSequenceClassification
+    from training.reward import load_reward_model, score_texts
 
     rankings(project, charlie)
     run = run_start(project=project, kind="reward", created_by=alice, parent_version=tiny_version,
@@ -117,8 +117,10 @@ def test_reward_run_registers_a_reward_model_that_scores_text(project, alice, ch
     version = ModelVersion.objects.get(run=run)
     assert version.kind == VersionKind.REWARD and version.snapshot.kind == "preference"
     assert 0.0 <= version.metrics["eval_accuracy"] <= 1.0
-    model = AutoModelForSequenceClassification.from_pretrained(version_path(version))
-    assert model(torch.tensor([[1, 2, 3]])).logits.shape == (1, 1)
+    model, tokenizer = load_reward_model(version_path(version))  # from_pretrained, as PPO and the demo open it
+    prompt = [{"role": "user", "content": "Say something nice 0"}]
+    best, worst = score_texts(model, tokenizer, [prompt] * 2, ["thanks good helpful answer", "no"])
+    assert best > worst  # one number per answer, in the labelers' order
 
 
 def test_sampling_run_adds_k_completions_per_prompt_and_resumes_without_duplicates(project, alice, tiny_version):
