@@ -99,11 +99,11 @@ def _hidden(model, backbone, **inputs) -> list[torch.Tensor]:
 def head_scores(model, pooled: torch.Tensor) -> torch.Tensor:
     """Scores [answers] of pooled states [answers, states read, hidden]: each head row on its state, summed."""
     head = _parts(model)[1]
-    if pooled.shape[1] == 1:
-        return head(pooled[:, 0])[:, 0].float()
-    if tuple(head.weight.shape) != tuple(pooled.shape[1:]):
-        raise ValueError(f"the score head has {head.weight.shape[0]} rows for {pooled.shape[1]} hidden states read "
-                         "(config.reward_layers)")
+    rows = _inner(model).config.num_labels
+    if rows != pooled.shape[1]:
+        raise ValueError(f"the score head has {rows} rows for {pooled.shape[1]} hidden states read (config.reward_layers)")
+    if rows == 1:
+        return head(pooled[:, 0])[:, 0].float()  # through the module: a LoRA-wrapped head included
     scores = (pooled * head.weight[None]).sum((1, 2))
     return (scores if head.bias is None else scores + head.bias.sum()).float()
 

@@ -121,6 +121,7 @@ def test_a_head_whose_rows_do_not_match_the_states_it_reads_is_refused(two_state
     ranking = encode_ranking(tokenizer, CONVERSATION, ["Rome."], 512)
     packed = pack([ranking], tokenizer.pad_token_id)
     for layers, message in (([0, 1, 2], "the score head has 2 rows for 3 hidden states"),
+                            (None, "the score head has 2 rows for 1 hidden states"),  # reward_layers lost
                             ([1, 5], r"reward_layers \[1, 5\] name a hidden state past the model's 2 layers")):
         model.config.reward_layers = layers
         try:
