@@ -101,14 +101,13 @@ def test_a_head_reading_several_hidden_states_adds_each_rows_score_packed_or_alo
     ranking = encode_ranking(tokenizer, CONVERSATION, ["Rome, because it is the seat of government.", "Milan."], 512)
     with torch.no_grad():
         packed = packed_scores(model, pack([ranking], tokenizer.pad_token_id), torch.device("cpu")).tolist()
-        by_hand = []
+        by_hand, final_row_only = [], []
         for ids, answer in zip(ranking.sequences, ranking.answers, strict=True):
             states = model.model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
             span = slice(len(ids) - len(answer), None) if pooling == "answer_mean" else slice(-1, None)
-            by_hand.append(sum(float(model.score.weight[row] @ states[layer][0, span].mean(0))
-                               for row, layer in enumerate([1, 2])))
-        final_row_only = [float(model.score.weight[1] @ model.model(input_ids=torch.tensor([ids])).last_hidden_state[0, -1])
-                          for ids in ranking.sequences]
+            rows = [float(model.score.weight[row] @ states[layer][0, span].mean(0)) for row, layer in enumerate([1, 2])]
+            by_hand.append(sum(rows))
+            final_row_only.append(rows[1])
         alone_scores = [alone(model, ids, len(answer)) for ids, answer in zip(ranking.sequences, ranking.answers,
                                                                                strict=True)]
 
