@@ -119,7 +119,7 @@ def _load(parent_dir: Path, resume_from: Path | None, config: RewardConfig):
     layers = None  # fine-tuned: the head reads the final state; frozen: several (reward_head.tapped_layers)
     if config.backbone == "frozen":
         layers = tapped_layers(AutoConfig.from_pretrained(source).num_hidden_layers, config.head_layers)
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(layers or [None]),
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(layers) if layers else 1,
                                                                pad_token_id=pad_id, dtype=torch.float32)
     model.config.pad_token_id = pad_id
     model.config.reward_pooling = config.pooling  # saved in config.json: scoring reads the score the same way

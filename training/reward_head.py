@@ -78,7 +78,7 @@ class StatePass:
 
     def __init__(self, model, encoded: dict[str, list], pad_id: int, config, device):
         self.model, self.encoded, self.pad_id, self.device = model, encoded, pad_id, device
-        self.width = model.config.hidden_size * len(layers_of(model) or [None])  # every state read, concatenated
+        self.width = model.config.hidden_size * model.config.num_labels  # one head row per state read: concatenated
         self.jobs = [(name, group) for name, rankings in encoded.items()
                      for group in _groups(rankings, config.eval_batch_size, 2 * config.micro_batch_tokens)]
         self.offsets = {name: offsets_of(rankings) for name, rankings in encoded.items()}
